@@ -1,0 +1,124 @@
+"""Learning benchmark: train seeds one after another and tabulate the final greedy evaluations.
+
+    python scripts/benchmark_learning.py --name state_dqn --seeds 0 1 2 3 4 -- \\
+        env=cartpole_state model=mlp trainer=dqn
+
+Runs are sequential (never two trainings at once: on 2 cores they would slow each other down
+and the steps/s would lie). Writes ``benchmarks/<name>.md`` and ``benchmarks/<name>.json`` with the
+machine, the command and the date next to the figures; run directories go to
+``outputs/benchmarks/<name>/seed<k>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime as dt
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SOLVED = 475.0
+
+
+def machine_description() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import tensorflow as tf
+
+    return (f"{os.cpu_count()} CPU cores ({cpu}), {platform.system()} {platform.release()}, "
+            f"Python {platform.python_version()}, TensorFlow {tf.__version__}, no GPU")
+
+
+def run_seed(name: str, seed: int, overrides: list[str]) -> dict:
+    run_dir = ROOT / "outputs" / "benchmarks" / name / f"seed{seed}"
+    command = [sys.executable, str(ROOT / "scripts" / "train.py"), *overrides, f"seed={seed}",
+               f"hydra.run.dir={run_dir}", "progress_interval_s=60"]
+    start = time.perf_counter()
+    subprocess.run(command, check=True, cwd=ROOT)
+    wall = time.perf_counter() - start
+    final = json.loads((run_dir / "eval.json").read_text())
+    with open(run_dir / "metrics.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    evals = [r for r in rows if r["kind"] == "eval"]
+    first_solved = next((int(r["env_step"]) for r in evals if float(r["return"]) >= SOLVED), None)
+    last = rows[-1]
+    return {
+        "seed": seed,
+        "final_eval_mean": final["mean"],
+        "final_eval_std": final["std"],
+        "final_eval_min": final["min"],
+        "final_eval_episodes": final["episodes"],
+        "env_steps": int(last["env_step"]),
+        "first_eval_at_475": first_solved,
+        "train_wall_time_s": float(last["wall_time_s"]),
+        "train_steps_per_s": float(last["steps_per_s"]),
+        "process_wall_time_s": wall,
+    }
+
+
+def to_markdown(name: str, command: str, machine: str, date: str, results: list[dict]) -> str:
+    solved = sum(r["final_eval_mean"] >= SOLVED for r in results)
+    lines = [
+        f"# Learning benchmark: {name}",
+        "",
+        f"- command: `{command}`",
+        f"- machine: {machine}",
+        f"- date: {date}",
+        f"- seeds with final greedy eval mean >= {SOLVED:.0f}: **{solved} of {len(results)}**",
+        "",
+        "| seed | final greedy eval (episodes) | env steps | first eval >= 475 at | "
+        "train wall time (s) | env steps/s | process wall time (s) |",
+        "|---:|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        first = r["first_eval_at_475"] if r["first_eval_at_475"] is not None else "never"
+        lines.append(
+            f"| {r['seed']} | {r['final_eval_mean']:.1f} +- {r['final_eval_std']:.1f} "
+            f"(min {r['final_eval_min']:.0f}; {r['final_eval_episodes']}) | {r['env_steps']} | "
+            f"{first} | {r['train_wall_time_s']:.1f} | {r['train_steps_per_s']:.0f} | "
+            f"{r['process_wall_time_s']:.1f} |"
+        )
+    lines += [
+        "",
+        "env steps/s = env steps / training wall time (periodic evaluations included); the "
+        "process wall time adds start-up, the final evaluation and saving.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--name", required=True, help="benchmark name: file stem under benchmarks/")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides passed to scripts/train.py")
+    args = parser.parse_args()
+    command = shlex.join(["python", "scripts/benchmark_learning.py", *sys.argv[1:]])
+    date = dt.date.today().isoformat()
+    machine = machine_description()
+    results = [run_seed(args.name, seed, args.overrides) for seed in args.seeds]
+    out_dir = ROOT / "benchmarks"
+    out_dir.mkdir(exist_ok=True)
+    markdown = to_markdown(args.name, command, machine, date, results)
+    (out_dir / f"{args.name}.md").write_text(markdown)
+    (out_dir / f"{args.name}.json").write_text(json.dumps(
+        {"command": command, "machine": machine, "date": date, "results": results}, indent=2
+    ) + "\n")
+    print(markdown)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Agents: each exposes ``act`` and ``update -> metrics``."""

@@ -1,0 +1,137 @@
+"""DQN agent: online and target Q-networks, epsilon-greedy acting, compiled fused updates."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from pixel_dqn.config import DQNConfig
+from pixel_dqn.networks import greedy_policy
+from pixel_dqn.replay import Batch
+
+
+def td_targets(
+    rewards: tf.Tensor,
+    terminated: tf.Tensor,
+    next_q_target: tf.Tensor,
+    next_q_online: tf.Tensor | None,
+    gamma: float | tf.Tensor,
+) -> tf.Tensor:
+    """One-step TD targets ``r + gamma * (1 - terminated) * Q_target(s', a*)``.
+
+    With ``next_q_online`` (Double DQN) ``a*`` is the online network's argmax and the target
+    network evaluates it; without, ``a*`` is the target network's own argmax (vanilla DQN).
+    Only a true terminal zeroes the bootstrap: a time-limit truncation is stored with
+    ``terminated = 0`` and bootstraps like any other step.
+    """
+    selector = next_q_target if next_q_online is None else next_q_online
+    next_actions = tf.argmax(selector, axis=1, output_type=tf.int32)
+    next_values = tf.gather(next_q_target, next_actions, axis=1, batch_dims=1)
+    return rewards + gamma * (1.0 - terminated) * next_values
+
+
+class DQNAgent:
+    """Owns the networks and the optimizer; ``act``, ``update -> metrics``, ``sync_target``."""
+
+    def __init__(
+        self,
+        build_q_network: Callable[[], keras.Model],
+        num_actions: int,
+        hparams: DQNConfig,
+        total_gradient_steps: int,
+    ) -> None:
+        self.hparams = hparams
+        self.num_actions = num_actions
+        self.online = build_q_network()
+        self.target = build_q_network()
+        self.target.set_weights(self.online.get_weights())
+        learning_rate: float | keras.optimizers.schedules.LearningRateSchedule
+        learning_rate = hparams.learning_rate
+        if hparams.final_learning_rate is not None:
+            learning_rate = keras.optimizers.schedules.PolynomialDecay(
+                hparams.learning_rate, max(total_gradient_steps, 1), hparams.final_learning_rate
+            )
+        self.optimizer = keras.optimizers.Adam(
+            learning_rate=learning_rate,
+            epsilon=hparams.adam_epsilon,
+            global_clipnorm=hparams.max_grad_norm,
+        )
+        self.optimizer.build(self.online.trainable_variables)
+        self._greedy = greedy_policy(self.online)
+        self._fused_update = tf.function(self._fused_update_graph, jit_compile=hparams.jit_compile)
+        self._sync = tf.function(self._sync_graph)
+
+    def greedy_actions(self, obs: np.ndarray) -> np.ndarray:
+        """Argmax actions for a batch of observations (one compiled call)."""
+        return self._greedy(obs)
+
+    def act(self, obs: np.ndarray, epsilon: float, rng: np.random.Generator) -> np.ndarray:
+        """Epsilon-greedy actions for a batch of observations, one per env."""
+        n = len(obs)
+        explore = rng.random(n) < epsilon
+        actions = rng.integers(0, self.num_actions, size=n, dtype=np.int32)
+        if explore.all():
+            return actions  # skip the network call while exploring
+        return np.where(explore, actions, self.greedy_actions(obs)).astype(np.int32)
+
+    def update(self, batches: Batch) -> dict[str, float]:
+        """Run one gradient step per leading-axis entry of ``batches`` in a single graph call.
+
+        All batches of a training phase are drawn before the first step; the buffer does not
+        change within a phase, so this equals sampling before each step.
+        """
+        loss, mean_q = self._fused_update(
+            tf.convert_to_tensor(batches.obs),
+            tf.convert_to_tensor(batches.actions, tf.int32),
+            tf.convert_to_tensor(batches.rewards, tf.float32),
+            tf.convert_to_tensor(batches.next_obs),
+            tf.convert_to_tensor(batches.terminated, tf.float32),
+        )
+        return {"loss": float(loss), "mean_q": float(mean_q)}
+
+    def sync_target(self, tau: float | None = None) -> None:
+        """``target <- tau * online + (1 - tau) * target``; tau 1 is a hard copy."""
+        self._sync(tf.constant(self.hparams.tau if tau is None else tau, tf.float32))
+
+    def _train_step(self, obs, actions, rewards, next_obs, terminated):
+        next_q_target = self.target(next_obs, training=False)
+        next_q_online = self.online(next_obs, training=False) if self.hparams.double_dqn else None
+        targets = tf.stop_gradient(
+            td_targets(rewards, terminated, next_q_target, next_q_online, self.hparams.gamma)
+        )
+        with tf.GradientTape() as tape:
+            q_values = self.online(obs, training=True)
+            q_taken = tf.gather(q_values, actions, axis=1, batch_dims=1)
+            loss = tf.reduce_mean(_huber(targets - q_taken, self.hparams.huber_delta))
+        variables = self.online.trainable_variables
+        grads = tape.gradient(loss, variables)
+        self.optimizer.apply_gradients(zip(grads, variables, strict=True))
+        return loss, tf.reduce_mean(q_taken)
+
+    def _fused_update_graph(self, obs, actions, rewards, next_obs, terminated):
+        steps = tf.shape(actions)[0]
+        total_loss = tf.constant(0.0)
+        total_q = tf.constant(0.0)
+        for i in tf.range(steps):
+            loss, mean_q = self._train_step(
+                obs[i], actions[i], rewards[i], next_obs[i], terminated[i]
+            )
+            total_loss += loss
+            total_q += mean_q
+        count = tf.cast(steps, tf.float32)
+        return total_loss / count, total_q / count
+
+    def _sync_graph(self, tau):
+        for target_var, online_var in zip(
+            self.target.variables, self.online.variables, strict=True
+        ):
+            target_var.assign(tau * online_var + (1.0 - tau) * target_var)
+
+
+def _huber(errors: tf.Tensor, delta: float) -> tf.Tensor:
+    abs_errors = tf.abs(errors)
+    quadratic = tf.minimum(abs_errors, delta)
+    return 0.5 * quadratic**2 + delta * (abs_errors - quadratic)

@@ -1,0 +1,113 @@
+"""Play whole episodes with a fixed policy on vector envs and summarise the returns."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+
+Policy = Callable[[np.ndarray], np.ndarray]
+
+RUN_CONFIG_FILE = "config.yaml"
+MODEL_FILE = "model.keras"
+EVAL_FILE = "eval.json"
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """Per-episode returns and lengths, with the usual summary statistics."""
+
+    returns: tuple[float, ...]
+    lengths: tuple[int, ...]
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self.returns))
+
+    def summary(self) -> dict[str, float | int]:
+        """mean / std / min / max of the returns, mean length, and the episode count."""
+        returns = np.asarray(self.returns)
+        return {
+            "episodes": len(returns),
+            "mean": float(returns.mean()),
+            "std": float(returns.std()),
+            "min": float(returns.min()),
+            "max": float(returns.max()),
+            "mean_length": float(np.mean(self.lengths)),
+        }
+
+    def to_dict(self) -> dict:
+        return {**self.summary(), **asdict(self)}
+
+
+def run_episodes(
+    policy: Policy,
+    make_envs: Callable[[int], gym.vector.VectorEnv],
+    num_episodes: int,
+    seed: int,
+    max_parallel: int = 32,
+) -> EvalResult:
+    """Play ``num_episodes`` full episodes, up to ``max_parallel`` at a time.
+
+    Each sub-env plays a fixed quota of episodes (so short episodes are not over-counted) and
+    starts from a seed derived from ``seed``; the same arguments give the same episodes.
+    """
+    num_envs = min(num_episodes, max_parallel)
+    quota = np.full(num_envs, num_episodes // num_envs)
+    quota[: num_episodes % num_envs] += 1
+    env_seeds = np.random.SeedSequence(seed).generate_state(num_envs).tolist()
+    envs = make_envs(num_envs)
+    try:
+        obs, _ = envs.reset(seed=env_seeds)
+        episode_return = np.zeros(num_envs)
+        episode_length = np.zeros(num_envs, dtype=np.int64)
+        finished = np.zeros(num_envs, dtype=np.int64)
+        autoreset = np.zeros(num_envs, dtype=bool)
+        returns: list[float] = []
+        lengths: list[int] = []
+        while (finished < quota).any():
+            obs, rewards, terminated, truncated, _ = envs.step(policy(obs))
+            # the step after an episode end only resets that sub-env (gymnasium NEXT_STEP mode)
+            live = ~autoreset & (finished < quota)
+            episode_return[live] += rewards[live]
+            episode_length[live] += 1
+            done = live & (terminated | truncated)
+            for i in np.flatnonzero(done):
+                returns.append(float(episode_return[i]))
+                lengths.append(int(episode_length[i]))
+                finished[i] += 1
+            episode_return[done] = 0.0
+            episode_length[done] = 0
+            autoreset = terminated | truncated
+    finally:
+        envs.close()
+    return EvalResult(tuple(returns), tuple(lengths))
+
+
+def evaluate_run_dir(
+    run_dir: Path,
+    num_episodes: int,
+    seed: int,
+    max_episode_steps: int | None = None,
+) -> EvalResult:
+    """Load a training run's model and env config and play greedy episodes with it."""
+    config_file, model_file = run_dir / RUN_CONFIG_FILE, run_dir / MODEL_FILE
+    for path in (config_file, model_file):
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"{path} not found: run_dir must be a finished run written by scripts/train.py"
+            )
+    import keras  # deferred: loading TensorFlow is slow and only needed past the checks
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    from pixel_dqn.networks import greedy_policy
+    env_cfg = OmegaConf.load(config_file).env
+    if max_episode_steps is not None:
+        env_cfg.max_episode_steps = max_episode_steps
+    make_envs = instantiate(env_cfg)
+    policy = greedy_policy(keras.models.load_model(model_file, compile=False))
+    return run_episodes(policy, lambda n: make_envs(num_envs=n), num_episodes, seed)

@@ -1,0 +1,46 @@
+"""Shared fixtures: compose the real ``conf/`` tree with Hydra's compose API."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+from pixel_dqn.config import register_configs
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF_DIR = ROOT / "conf"
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+register_configs()
+
+
+@pytest.fixture
+def compose_config() -> Callable[..., DictConfig]:
+    """``compose_config("trainer.gamma=0.9", ...)`` -> the composed config (not resolved)."""
+
+    def _compose(*overrides: str) -> DictConfig:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            return compose(config_name="config", overrides=list(overrides))
+
+    return _compose
+
+
+# A few hundred steps with everything small: exercises the whole loop in seconds.
+SMOKE_OVERRIDES = (
+    "total_steps=400",
+    "trainer.learning_starts=100",
+    "trainer.batch_size=32",
+    "trainer.train_freq=16",
+    "trainer.gradient_steps=4",
+    "trainer.target_update_interval=100",
+    "trainer.exploration_steps=200",
+    "eval.every_steps=200",
+    "eval.episodes=2",
+    "eval.final_episodes=3",
+    "model.hidden_sizes=[16]",
+)

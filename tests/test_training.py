@@ -1,0 +1,76 @@
+import csv
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import ROOT, SMOKE_OVERRIDES
+
+import pixel_dqn.training as training
+from pixel_dqn.metrics import COLUMNS
+from pixel_dqn.replay import ReplayBuffer
+
+
+def _rows(run_dir):
+    with open(run_dir / "metrics.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_smoke_run_writes_the_run_directory(compose_config, tmp_path):
+    cfg = compose_config(*SMOKE_OVERRIDES, "env.num_envs=2")
+    result = training.train(cfg, tmp_path)
+    assert len(result.returns) == 3
+    for name in ("metrics.csv", "model.keras", "eval.json", "config.yaml"):
+        assert (tmp_path / name).is_file(), name
+    assert any((tmp_path / "tb").iterdir())
+    rows = _rows(tmp_path)
+    assert tuple(rows[0].keys()) == COLUMNS
+    train_rows = [r for r in rows if r["kind"] == "train"]
+    eval_rows = [r for r in rows if r["kind"] == "eval"]
+    assert len(eval_rows) == 2 and train_rows
+    steps = [int(r["env_step"]) for r in rows]
+    assert steps == sorted(steps) and steps[-1] <= 400 + 2
+    assert all(float(r["steps_per_s"]) > 0 for r in rows)
+    assert sum(int(r["length"]) for r in train_rows) <= steps[-1]
+    summary = json.loads((tmp_path / "eval.json").read_text())
+    assert summary["episodes"] == 3 and summary["mean"] == pytest.approx(result.mean)
+
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "evaluate.py"), f"run_dir={tmp_path}",
+         "episodes=4", "max_episode_steps=50"],
+        capture_output=True, text=True, check=True, timeout=300,
+    ).stdout
+    printed = json.loads(out.splitlines()[-2])
+    assert printed["episodes"] == 4 and printed["max"] <= 50 and printed["min"] >= 1
+
+
+def test_evaluate_script_rejects_a_missing_run_dir_in_one_line(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "evaluate.py"), f"run_dir={tmp_path / 'nope'}"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "config.yaml" in lines[0] and "run_dir" in lines[0]
+
+
+def test_truncated_steps_are_stored_as_bootstrapping(compose_config, tmp_path, monkeypatch):
+    stored = []
+
+    class RecordingBuffer(ReplayBuffer):
+        def add(self, obs, actions, rewards, next_obs, terminated):
+            stored.extend(zip(map(tuple, obs), map(tuple, next_obs), terminated, strict=True))
+            super().add(obs, actions, rewards, next_obs, terminated)
+
+    monkeypatch.setattr(training, "ReplayBuffer", RecordingBuffer)
+    cfg = compose_config(*SMOKE_OVERRIDES, "env.max_episode_steps=15", "env.num_envs=3")
+    training.train(cfg, tmp_path)
+    lengths = np.array([int(r["length"]) for r in _rows(tmp_path) if r["kind"] == "train"])
+    assert (lengths == 15).sum() > 3 and (lengths < 15).sum() > 3  # truncations and terminations
+    terminals = sum(1 for *_, t in stored if t)
+    terminals_at_limit = terminals - (lengths < 15).sum()
+    assert 0 <= terminals_at_limit < (lengths == 15).sum()  # truncation is not a terminal
+    # the autoreset step (terminal obs -> reset obs) is never stored as a transition
+    terminal_states = {next_obs for _, next_obs, t in stored if t}
+    assert not any(obs in terminal_states for obs, _, _ in stored)
