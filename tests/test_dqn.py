@@ -58,6 +58,8 @@ def test_target_equals_online_after_sync_and_differs_after_an_update():
     assert not _weights_equal(agent.online, agent.target)
     agent.sync_target()
     assert _weights_equal(agent.online, agent.target)
+    agent.update(_batches(), sync_target=True)  # the fused path syncs after its last step
+    assert _weights_equal(agent.online, agent.target)
 
 
 def test_polyak_sync_moves_the_target_part_way():
@@ -92,3 +94,15 @@ def test_epsilon_greedy_acting():
     half = agent.act(obs, 0.5, np.random.default_rng(0))
     agreement = np.mean(half == greedy)
     assert 0.6 < agreement < 0.9  # half greedy, and half of the random half agree by chance
+
+
+def test_fused_update_equals_sequential_single_steps():
+    batches = _batches(num_batches=3)
+    fused = _agent()
+    fused.update(batches)
+    sequential = _agent()
+    for i in range(3):
+        sequential.update(type(batches)(*(field[i : i + 1] for field in batches)))
+    assert int(fused.optimizer.iterations) == int(sequential.optimizer.iterations) == 3
+    for a, b in zip(fused.online.get_weights(), sequential.online.get_weights(), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)

@@ -21,7 +21,7 @@ def test_smoke_run_writes_the_run_directory(compose_config, tmp_path):
     cfg = compose_config(*SMOKE_OVERRIDES, "env.num_envs=2")
     result = training.train(cfg, tmp_path)
     assert len(result.returns) == 3
-    for name in ("metrics.csv", "model.keras", "eval.json", "config.yaml"):
+    for name in ("metrics.csv", "model.keras", "eval.json", "config.yaml", "timing.json"):
         assert (tmp_path / name).is_file(), name
     assert any((tmp_path / "tb").iterdir())
     rows = _rows(tmp_path)
@@ -33,6 +33,11 @@ def test_smoke_run_writes_the_run_directory(compose_config, tmp_path):
     assert steps == sorted(steps) and steps[-1] <= 400 + 2
     assert all(float(r["steps_per_s"]) > 0 for r in rows)
     assert sum(int(r["length"]) for r in train_rows) <= steps[-1]
+    timing = json.loads((tmp_path / "timing.json").read_text())
+    assert 400 <= timing["env_steps"] <= 401  # two envs: the last vector step may overshoot
+    assert {"act", "env", "train_step", "replay_sample", "other"} <= set(timing["phases"])
+    shares = sum(p["share"] for p in timing["phases"].values())
+    assert shares == pytest.approx(1.0, abs=0.01)
     summary = json.loads((tmp_path / "eval.json").read_text())
     assert summary["episodes"] == 3 and summary["mean"] == pytest.approx(result.mean)
 

@@ -74,7 +74,7 @@ class DQNConfig:
     double_dqn: bool = True
     """Select the bootstrap action with the online network, evaluate it with the target."""
     target_update_interval: int = 1_000
-    """Env steps between target updates."""
+    """Env steps between target updates (applied at the end of the training phase due then)."""
     tau: float = 1.0
     """Target update weight: 1.0 is a hard copy, < 1 a Polyak average."""
     exploration_initial_eps: float = 1.0

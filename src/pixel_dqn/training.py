@@ -21,6 +21,9 @@ from pixel_dqn.evaluation import EVAL_FILE, MODEL_FILE, RUN_CONFIG_FILE, EvalRes
 from pixel_dqn.metrics import MetricsWriter, Progress
 from pixel_dqn.replay import ReplayBuffer
 from pixel_dqn.schedules import LinearSchedule
+from pixel_dqn.timing import PhaseTimer
+
+TIMING_FILE = "timing.json"
 
 
 @dataclass(frozen=True)
@@ -73,7 +76,7 @@ def train(cfg: DictConfig, run_dir: Path) -> EvalResult:
     writer = MetricsWriter(run_dir, tensorboard=cfg.tensorboard)
     progress = Progress(cfg.total_steps, cfg.progress_interval_s)
     try:
-        _run_loop(cfg, hparams, envs, agent, buffer, seeds, evaluate, writer, progress)
+        timing = _run_loop(cfg, hparams, envs, agent, buffer, seeds, evaluate, writer, progress)
         final = evaluate(cfg.eval.final_episodes, index=-1)
     finally:
         progress.close()
@@ -81,12 +84,14 @@ def train(cfg: DictConfig, run_dir: Path) -> EvalResult:
         envs.close()
     agent.online.save(run_dir / MODEL_FILE)
     (run_dir / EVAL_FILE).write_text(json.dumps(final.to_dict(), indent=2) + "\n")
+    (run_dir / TIMING_FILE).write_text(json.dumps(timing, indent=2) + "\n")
     print(f"final greedy eval over {cfg.eval.final_episodes} episodes: "
           f"{_format_eval(final.summary())} -> {run_dir}", flush=True)
     return final
 
 
-def _run_loop(cfg, hparams, envs, agent, buffer, seeds, evaluate, writer, progress) -> None:
+def _run_loop(cfg, hparams, envs, agent, buffer, seeds, evaluate, writer, progress) -> dict:
+    timer = PhaseTimer()
     num_envs = envs.num_envs
     rng = np.random.default_rng(seeds.exploration)
     epsilon_at = LinearSchedule(
@@ -107,13 +112,16 @@ def _run_loop(cfg, hparams, envs, agent, buffer, seeds, evaluate, writer, progre
     while step < cfg.total_steps:
         learning = step >= hparams.learning_starts
         epsilon = epsilon_at(step) if learning else 1.0
-        actions = agent.act(obs, epsilon, rng)
-        next_obs, rewards, terminated, truncated, _ = envs.step(actions)
+        with timer.phase("act"):
+            actions = agent.act(obs, epsilon, rng)
+        with timer.phase("env"):
+            next_obs, rewards, terminated, truncated, _ = envs.step(actions)
         # CRUCIAL: in gymnasium 1.x a finished sub-env is reset by the NEXT step call; that step
         # carries no transition and must not be stored or counted.
         live = ~autoreset
         # Store `terminated`, not `terminated | truncated`: a time-limit truncation bootstraps.
-        buffer.add(obs[live], actions[live], rewards[live], next_obs[live], terminated[live])
+        with timer.phase("replay_add"):
+            buffer.add(obs[live], actions[live], rewards[live], next_obs[live], terminated[live])
         new_steps = int(live.sum())
         step += new_steps
         since_train += new_steps
@@ -136,14 +144,17 @@ def _run_loop(cfg, hparams, envs, agent, buffer, seeds, evaluate, writer, progre
 
         if step >= hparams.learning_starts and since_train >= hparams.train_freq:
             phases, since_train = divmod(since_train, hparams.train_freq)
-            batches = buffer.sample(hparams.batch_size, phases * hparams.gradient_steps)
-            last = agent.update(batches)
-        if since_sync >= hparams.target_update_interval:
-            since_sync = 0
-            agent.sync_target()
+            with timer.phase("replay_sample"):
+                batches = buffer.sample(hparams.batch_size, phases * hparams.gradient_steps)
+            # the target moves only at the end of a training phase (it cannot drift between)
+            sync = since_sync >= hparams.target_update_interval
+            since_sync = 0 if sync else since_sync
+            with timer.phase("train_step"):
+                last = agent.update(batches, sync_target=sync)
         if step >= next_eval:
             next_eval += cfg.eval.every_steps
-            result = evaluate(cfg.eval.episodes, index=evals)
+            with timer.phase("evaluation"):
+                result = evaluate(cfg.eval.episodes, index=evals)
             evals += 1
             elapsed = time.perf_counter() - start
             summary = result.summary()
@@ -162,6 +173,9 @@ def _run_loop(cfg, hparams, envs, agent, buffer, seeds, evaluate, writer, progre
                 "return": f"{np.mean(recent_returns):.1f}" if recent_returns else "-",
                 "eval": last_eval,
             })
+    total_seconds = time.perf_counter() - start
+    return {"env_steps": step, "seconds": total_seconds, "steps_per_s": step / total_seconds,
+            "phases": timer.summary(step, total_seconds)}
 
 
 def _format_eval(summary: dict) -> str:

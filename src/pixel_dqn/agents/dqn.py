@@ -63,6 +63,7 @@ class DQNAgent:
         self._greedy = greedy_policy(self.online)
         self._fused_update = tf.function(self._fused_update_graph, jit_compile=hparams.jit_compile)
         self._sync = tf.function(self._sync_graph)
+        self._tau = tf.constant(hparams.tau, tf.float32)
 
     def greedy_actions(self, obs: np.ndarray) -> np.ndarray:
         """Argmax actions for a batch of observations (one compiled call)."""
@@ -77,11 +78,13 @@ class DQNAgent:
             return actions  # skip the network call while exploring
         return np.where(explore, actions, self.greedy_actions(obs)).astype(np.int32)
 
-    def update(self, batches: Batch) -> dict[str, float]:
+    def update(self, batches: Batch, sync_target: bool = False) -> dict[str, float]:
         """Run one gradient step per leading-axis entry of ``batches`` in a single graph call.
 
         All batches of a training phase are drawn before the first step; the buffer does not
-        change within a phase, so this equals sampling before each step.
+        change within a phase, so this equals sampling before each step. With ``sync_target``
+        the target update of ``sync_target()`` follows the last step inside the same call
+        (a separate graph call costs as much as several gradient steps on a small CPU).
         """
         loss, mean_q = self._fused_update(
             tf.convert_to_tensor(batches.obs),
@@ -89,12 +92,13 @@ class DQNAgent:
             tf.convert_to_tensor(batches.rewards, tf.float32),
             tf.convert_to_tensor(batches.next_obs),
             tf.convert_to_tensor(batches.terminated, tf.float32),
+            tf.constant(sync_target),
         )
         return {"loss": float(loss), "mean_q": float(mean_q)}
 
-    def sync_target(self, tau: float | None = None) -> None:
+    def sync_target(self) -> None:
         """``target <- tau * online + (1 - tau) * target``; tau 1 is a hard copy."""
-        self._sync(tf.constant(self.hparams.tau if tau is None else tau, tf.float32))
+        self._sync()
 
     def _train_step(self, obs, actions, rewards, next_obs, terminated):
         next_q_target = self.target(next_obs, training=False)
@@ -111,7 +115,7 @@ class DQNAgent:
         self.optimizer.apply_gradients(zip(grads, variables, strict=True))
         return loss, tf.reduce_mean(q_taken)
 
-    def _fused_update_graph(self, obs, actions, rewards, next_obs, terminated):
+    def _fused_update_graph(self, obs, actions, rewards, next_obs, terminated, sync_target):
         steps = tf.shape(actions)[0]
         total_loss = tf.constant(0.0)
         total_q = tf.constant(0.0)
@@ -121,14 +125,16 @@ class DQNAgent:
             )
             total_loss += loss
             total_q += mean_q
+        if sync_target:
+            self._sync_graph()
         count = tf.cast(steps, tf.float32)
         return total_loss / count, total_q / count
 
-    def _sync_graph(self, tau):
+    def _sync_graph(self):
         for target_var, online_var in zip(
             self.target.variables, self.online.variables, strict=True
         ):
-            target_var.assign(tau * online_var + (1.0 - tau) * target_var)
+            target_var.assign(self._tau * online_var + (1.0 - self._tau) * target_var)
 
 
 def _huber(errors: tf.Tensor, delta: float) -> tf.Tensor:
