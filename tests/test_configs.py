@@ -66,6 +66,7 @@ def test_unknown_key_is_rejected(compose_config):
         ("env.num_envs=0", "env.num_envs"),
         ("eval.episodes=0", "eval.episodes"),
         ("model.hidden_sizes=[64,0]", "model.hidden_sizes"),
+        ("threads.intra_op=-1", "threads.intra_op"),
     ],
 )
 def test_out_of_range_values_fail_with_one_line_naming_the_key(compose_config, override, key):

@@ -3,7 +3,7 @@
 from pixel_dqn.training import train
 
 LEARNING_OVERRIDES = (
-    "total_steps=25000",
+    "total_steps=40000",
     "eval.every_steps=5000",
     "eval.episodes=5",
     "eval.final_episodes=20",

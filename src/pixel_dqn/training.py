@@ -20,6 +20,7 @@ from pixel_dqn.config import DQNConfig, validate
 from pixel_dqn.evaluation import EVAL_FILE, MODEL_FILE, RUN_CONFIG_FILE, EvalResult, run_episodes
 from pixel_dqn.metrics import MetricsWriter, Progress
 from pixel_dqn.replay import ReplayBuffer
+from pixel_dqn.runtime import configure_threads
 from pixel_dqn.schedules import LinearSchedule
 from pixel_dqn.timing import PhaseTimer
 
@@ -47,6 +48,7 @@ def train(cfg: DictConfig, run_dir: Path) -> EvalResult:
     validate(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / RUN_CONFIG_FILE).write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    configure_threads(cfg.threads.intra_op, cfg.threads.inter_op)
     seeds = RunSeeds.from_seed(cfg.seed)
     keras.utils.set_random_seed(seeds.tf % 2**32)  # python, numpy global, TF initialisers
 
