@@ -64,6 +64,7 @@ def test_unknown_key_is_rejected(compose_config):
         ("trainer.buffer_size=32", "trainer.batch_size"),
         ("total_steps=0", "total_steps"),
         ("env.num_envs=0", "env.num_envs"),
+        ("total_steps=4", "total_steps"),
         ("eval.episodes=0", "eval.episodes"),
         ("model.hidden_sizes=[64,0]", "model.hidden_sizes"),
         ("threads.intra_op=-1", "threads.intra_op"),

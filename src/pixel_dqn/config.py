@@ -153,6 +153,8 @@ def validate(cfg: DictConfig) -> None:
         _require(value >= 0, f"threads.{key}", value, ">= 0 (0 = one per core)")
     _require(cfg.progress_interval_s > 0, "progress_interval_s", cfg.progress_interval_s, "> 0")
     _require(cfg.env.num_envs > 0, "env.num_envs", cfg.env.num_envs, "a positive integer")
+    _require(cfg.total_steps >= cfg.env.num_envs, "total_steps", cfg.total_steps,
+             f">= env.num_envs ({cfg.env.num_envs})")
     if cfg.env.get("max_episode_steps") is not None:
         steps = cfg.env.max_episode_steps
         _require(steps > 0, "env.max_episode_steps", steps, "a positive integer or null")

@@ -111,7 +111,8 @@ def _run_loop(cfg, hparams, envs, agent, buffer, seeds, evaluate, writer, progre
     next_eval = cfg.eval.every_steps
     start = time.perf_counter()
 
-    while step < cfg.total_steps:
+    # a vector step adds up to num_envs env steps: stop before one could exceed the budget
+    while step + num_envs <= cfg.total_steps:
         learning = step >= hparams.learning_starts
         epsilon = epsilon_at(step) if learning else 1.0
         with timer.phase("act"):
@@ -168,7 +169,7 @@ def _run_loop(cfg, hparams, envs, agent, buffer, seeds, evaluate, writer, progre
                 "return_max": summary["max"],
             })
             last_eval = f"{summary['mean']:.1f}"
-        if progress.due() or step >= cfg.total_steps:
+        if progress.due() or step + num_envs > cfg.total_steps:
             progress.show(step, {
                 "steps/s": f"{step / (time.perf_counter() - start):.0f}",
                 "eps": f"{epsilon:.2f}",
