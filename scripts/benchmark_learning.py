@@ -50,21 +50,23 @@ def run_seed(name: str, seed: int, overrides: list[str]) -> dict:
     subprocess.run(command, check=True, cwd=ROOT)
     wall = time.perf_counter() - start
     final = json.loads((run_dir / "eval.json").read_text())
+    timing = json.loads((run_dir / "timing.json").read_text())
     with open(run_dir / "metrics.csv", newline="") as f:
-        rows = list(csv.DictReader(f))
-    evals = [r for r in rows if r["kind"] == "eval"]
+        evals = [r for r in csv.DictReader(f) if r["kind"] == "eval"]
     first_solved = next((int(r["env_step"]) for r in evals if float(r["return"]) >= SOLVED), None)
-    last = rows[-1]
+    if first_solved is None and final["mean"] >= SOLVED:
+        first_solved = timing["env_steps"]  # only the final evaluation reached it
     return {
         "seed": seed,
         "final_eval_mean": final["mean"],
         "final_eval_std": final["std"],
         "final_eval_min": final["min"],
         "final_eval_episodes": final["episodes"],
-        "env_steps": int(last["env_step"]),
+        "env_steps": timing["env_steps"],
         "first_eval_at_475": first_solved,
-        "train_wall_time_s": float(last["wall_time_s"]),
-        "train_steps_per_s": float(last["steps_per_s"]),
+        "train_wall_time_s": timing["seconds"],
+        "train_steps_per_s": timing["steps_per_s"],
+        "time_per_env_step_us": {k: v["us_per_env_step"] for k, v in timing["phases"].items()},
         "process_wall_time_s": wall,
     }
 
@@ -91,12 +93,22 @@ def to_markdown(name: str, command: str, machine: str, date: str, results: list[
             f"{first} | {r['train_wall_time_s']:.1f} | {r['train_steps_per_s']:.0f} | "
             f"{r['process_wall_time_s']:.1f} |"
         )
+    phases = list(results[0]["time_per_env_step_us"])
     lines += [
         "",
         "env steps/s = env steps / training wall time (periodic evaluations included); the "
-        "process wall time adds start-up, the final evaluation and saving.",
+        "process wall time adds start-up, the final evaluation and saving. \"first eval >= 475\" "
+        "is the first periodic greedy evaluation (or the final one) whose mean reached 475.",
         "",
+        "Where the training time goes (us per env step, from each run's `timing.json`):",
+        "",
+        "| seed | " + " | ".join(phases) + " |",
+        "|---:|" + "---:|" * len(phases),
     ]
+    for r in results:
+        cells = " | ".join(f"{r['time_per_env_step_us'][p]:.0f}" for p in phases)
+        lines.append(f"| {r['seed']} | {cells} |")
+    lines.append("")
     return "\n".join(lines)
 
 
