@@ -1,0 +1,142 @@
+"""CartPole's screen geometry and the patch renderers that turn a state into a gray patch.
+
+Both renderers crop the same window: a horizontal band of the screen (``band`` fractions of its
+height) and ``window`` of its width centred on the cart, clamped at the screen edges, resized to
+``size`` with area interpolation. ``pygame`` renders gymnasium's 600x400 frame and crops it;
+``fast`` draws the cart, pole, axle and track straight into the patch with OpenCV, from the same
+geometry constants, and never builds the full frame.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+# gymnasium.envs.classic_control.cartpole.CartPoleEnv.render (gymnasium 1.4), in screen pixels
+SCREEN_WIDTH, SCREEN_HEIGHT = 600, 400
+X_THRESHOLD = 2.4
+POLE_HALF_LENGTH = 0.5
+POLE_WIDTH = 10.0
+CART_WIDTH, CART_HEIGHT = 50.0, 30.0
+CART_TOP_Y = 100.0  # gymnasium draws y upwards, then flips the frame
+AXLE_OFFSET = CART_HEIGHT / 4.0
+CART_RGB, POLE_RGB, AXLE_RGB, BACKGROUND_RGB = (0, 0, 0), (202, 152, 101), (129, 132, 203), (
+    255, 255, 255)
+
+
+def _gray(rgb: tuple[int, int, int]) -> int:
+    return int(cv2.cvtColor(np.array([[rgb]], np.uint8), cv2.COLOR_RGB2GRAY)[0, 0])
+
+
+@dataclass(frozen=True)
+class CropWindow:
+    """Which part of the screen becomes the patch, and the patch's size in pixels."""
+
+    band: tuple[float, float] = (0.4, 0.8)
+    """Top and bottom of the band, as fractions of the screen height (0 = top)."""
+    window: float = 0.6
+    """Width of the window, as a fraction of the screen width, centred on the cart."""
+    size: tuple[int, int] = (40, 90)
+    """Patch height and width after resizing."""
+
+    @property
+    def rows(self) -> tuple[int, int]:
+        return round(self.band[0] * SCREEN_HEIGHT), round(self.band[1] * SCREEN_HEIGHT)
+
+    @property
+    def width(self) -> int:
+        return round(self.window * SCREEN_WIDTH)
+
+    def left(self, cart_x: float) -> int:
+        """First screen column of the window around a cart at world position ``cart_x``."""
+        scale = SCREEN_WIDTH / (2 * X_THRESHOLD)
+        centre = cart_x * scale + SCREEN_WIDTH / 2.0
+        return int(np.clip(round(centre - self.width / 2), 0, SCREEN_WIDTH - self.width))
+
+
+def crop_frame(frame: np.ndarray, cart_x: float, crop: CropWindow, gray: bool = True) -> np.ndarray:
+    """Cut the window around the cart out of a full RGB frame and resize it (area average)."""
+    top, bottom = crop.rows
+    left = crop.left(cart_x)
+    patch = frame[top:bottom, left : left + crop.width]
+    if gray:
+        patch = cv2.cvtColor(patch, cv2.COLOR_RGB2GRAY)
+    height, width = crop.size
+    return cv2.resize(patch, (width, height), interpolation=cv2.INTER_AREA)
+
+
+class FastPatchRenderer:
+    """Draws the patch directly with anti-aliased OpenCV shapes at ``supersample`` x its size.
+
+    The per-state work is a handful of scalar expressions and four OpenCV calls; everything
+    that does not depend on the state is computed once here.
+    """
+
+    _SHIFT = 4  # fixed-point fraction bits for sub-pixel vertices
+    # gfxdraw fills pixel p over [p, p + 1) and the frame is flipped: screen point (x, y) lands at
+    # image coordinates (x - 0.5, SCREEN_HEIGHT - y - 0.5) in pixel-centre units
+    _OFFSET = -0.5
+
+    def __init__(self, crop: CropWindow, gray: bool = True, supersample: int = 4) -> None:
+        self.crop = crop
+        top, bottom = crop.rows
+        height, width = crop.size
+        self._size = (width, height)
+        self._sx = supersample * width / crop.width
+        self._sy = supersample * height / (bottom - top)
+        self._one = 1 << self._SHIFT
+        self._top = top
+        self._supersample = supersample
+        convert = _gray if gray else (lambda rgb: tuple(int(c) for c in rgb))
+        self._cart, self._pole, self._axle = (convert(c) for c in (CART_RGB, POLE_RGB, AXLE_RGB))
+        shape = (supersample * height, supersample * width) + (() if gray else (3,))
+        self._background = np.full(shape, convert(BACKGROUND_RGB), np.uint8)
+        # the 1-pixel track is thinner than a canvas pixel: blend it by its exact row coverage
+        # (OpenCV's anti-aliasing draws at least one full pixel); it is the same in every patch
+        track_top = (SCREEN_HEIGHT - CART_TOP_Y - 1 + self._OFFSET - top) * self._sy
+        for row in range(int(np.floor(track_top)), int(np.ceil(track_top + self._sy))):
+            if 0 <= row < shape[0]:
+                cover = min(track_top + self._sy, row + 1) - max(track_top, row)
+                background = self._background[row].astype(np.float64)
+                blended = background * (1 - cover) + np.asarray(self._cart) * cover
+                self._background[row] = np.round(blended).astype(np.uint8)
+        self._scale = SCREEN_WIDTH / (2 * X_THRESHOLD)
+        self._pole_length = self._scale * 2 * POLE_HALF_LENGTH
+
+    def render(self, state: np.ndarray) -> np.ndarray:
+        """The patch of the screen around the cart for a CartPole state."""
+        x, theta = float(state[0]), float(state[2])
+        sx, sy, one, offset = self._sx, self._sy, self._one, self._OFFSET
+        left = self.crop.left(x)
+        base_row = SCREEN_HEIGHT + offset - self._top
+
+        def point(px: float, py: float) -> tuple[int, int]:
+            return (round((px + offset - left) * sx * one), round((base_row - py) * sy * one))
+
+        canvas = self._background.copy()
+        cart_x = x * self._scale + SCREEN_WIDTH / 2.0
+        half_w, half_h = CART_WIDTH / 2, CART_HEIGHT / 2
+        cart = [point(cart_x + dx, CART_TOP_Y + dy)
+                for dx, dy in ((-half_w, -half_h), (-half_w, half_h), (half_w, half_h),
+                               (half_w, -half_h))]
+        cv2.fillConvexPoly(canvas, np.array(cart, np.int32), self._cart, cv2.LINE_AA,
+                           self._SHIFT)
+        half_pole, length = POLE_WIDTH / 2, self._pole_length
+        cos, sin = math.cos(theta), math.sin(theta)
+        axle_y = CART_TOP_Y + AXLE_OFFSET
+        # gymnasium rotates the upright pole by -theta (clockwise for a positive angle)
+        pole = [point(cart_x + px * cos + py * sin, axle_y - px * sin + py * cos)
+                for px, py in ((-half_pole, -half_pole), (-half_pole, length - half_pole),
+                               (half_pole, length - half_pole), (half_pole, -half_pole))]
+        cv2.fillConvexPoly(canvas, np.array(pole, np.int32), self._pole, cv2.LINE_AA,
+                           self._SHIFT)
+        # gymnasium draws the axle at integer pixel coordinates
+        centre = point(int(cart_x), int(axle_y))
+        cv2.circle(canvas, centre, round(half_pole * sx * one), self._axle, -1, cv2.LINE_AA,
+                   self._SHIFT)
+        if self._supersample == 1:
+            return canvas
+        return cv2.resize(canvas, self._size, interpolation=cv2.INTER_AREA)
