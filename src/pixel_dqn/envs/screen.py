@@ -52,9 +52,9 @@ class CropWindow:
 
     def left(self, cart_x: float) -> int:
         """First screen column of the window around a cart at world position ``cart_x``."""
-        scale = SCREEN_WIDTH / (2 * X_THRESHOLD)
-        centre = cart_x * scale + SCREEN_WIDTH / 2.0
-        return int(np.clip(round(centre - self.width / 2), 0, SCREEN_WIDTH - self.width))
+        width = self.width
+        centre = cart_x * SCREEN_WIDTH / (2 * X_THRESHOLD) + SCREEN_WIDTH / 2.0
+        return min(max(round(centre - width / 2), 0), SCREEN_WIDTH - width)  # scalar: no numpy
 
 
 def crop_frame(frame: np.ndarray, cart_x: float, crop: CropWindow, gray: bool = True) -> np.ndarray:
@@ -105,6 +105,7 @@ class FastPatchRenderer:
                 self._background[row] = np.round(blended).astype(np.uint8)
         self._scale = SCREEN_WIDTH / (2 * X_THRESHOLD)
         self._pole_length = self._scale * 2 * POLE_HALF_LENGTH
+        self._base_patch = self._downsample(self._background)
 
     def render(self, state: np.ndarray) -> np.ndarray:
         """The patch of the screen around the cart for a CartPole state."""
@@ -116,14 +117,11 @@ class FastPatchRenderer:
         def point(px: float, py: float) -> tuple[int, int]:
             return (round((px + offset - left) * sx * one), round((base_row - py) * sy * one))
 
-        canvas = self._background.copy()
         cart_x = x * self._scale + SCREEN_WIDTH / 2.0
         half_w, half_h = CART_WIDTH / 2, CART_HEIGHT / 2
         cart = [point(cart_x + dx, CART_TOP_Y + dy)
                 for dx, dy in ((-half_w, -half_h), (-half_w, half_h), (half_w, half_h),
                                (half_w, -half_h))]
-        cv2.fillConvexPoly(canvas, np.array(cart, np.int32), self._cart, cv2.LINE_AA,
-                           self._SHIFT)
         half_pole, length = POLE_WIDTH / 2, self._pole_length
         cos, sin = math.cos(theta), math.sin(theta)
         axle_y = CART_TOP_Y + AXLE_OFFSET
@@ -131,12 +129,36 @@ class FastPatchRenderer:
         pole = [point(cart_x + px * cos + py * sin, axle_y - px * sin + py * cos)
                 for px, py in ((-half_pole, -half_pole), (-half_pole, length - half_pole),
                                (half_pole, length - half_pole), (half_pole, -half_pole))]
-        cv2.fillConvexPoly(canvas, np.array(pole, np.int32), self._pole, cv2.LINE_AA,
-                           self._SHIFT)
         # gymnasium draws the axle at integer pixel coordinates
         centre = point(int(cart_x), int(axle_y))
-        cv2.circle(canvas, centre, round(half_pole * sx * one), self._axle, -1, cv2.LINE_AA,
-                   self._SHIFT)
-        if self._supersample == 1:
+        radius = round(half_pole * sx * one)
+
+        # Only the blocks under the cart and pole change: draw and downsample just those (whole
+        # supersample blocks, so the area average is the same as over the full canvas).
+        ss = self._supersample
+        cols = [c for c, _ in cart + pole]
+        rows = [r for _, r in cart + pole]
+        col0 = max((min(cols) // one - 2) // ss * ss, 0)
+        row0 = max((min(rows) // one - 2) // ss * ss, 0)
+        col1 = min(-(-(max(cols) // one + 3) // ss) * ss, self._background.shape[1])
+        row1 = min(-(-(max(rows) // one + 3) // ss) * ss, self._background.shape[0])
+        patch = self._base_patch.copy()
+        if col1 <= col0 or row1 <= row0:
+            return patch  # cart and pole are outside the window
+        canvas = self._background[row0:row1, col0:col1].copy()
+        shift = np.array([col0 * one, row0 * one], np.int32)
+        cv2.fillConvexPoly(canvas, np.array(cart, np.int32) - shift, self._cart, cv2.LINE_AA,
+                           self._SHIFT)
+        cv2.fillConvexPoly(canvas, np.array(pole, np.int32) - shift, self._pole, cv2.LINE_AA,
+                           self._SHIFT)
+        cv2.circle(canvas, (centre[0] - col0 * one, centre[1] - row0 * one), radius, self._axle,
+                   -1, cv2.LINE_AA, self._SHIFT)
+        patch[row0 // ss : row1 // ss, col0 // ss : col1 // ss] = self._downsample(canvas)
+        return patch
+
+    def _downsample(self, canvas: np.ndarray) -> np.ndarray:
+        ss = self._supersample
+        if ss == 1:
             return canvas
-        return cv2.resize(canvas, self._size, interpolation=cv2.INTER_AREA)
+        size = (canvas.shape[1] // ss, canvas.shape[0] // ss)
+        return cv2.resize(canvas, size, interpolation=cv2.INTER_AREA)
