@@ -1,11 +1,18 @@
-"""Build the CartPole environments the agents see."""
+"""Build the CartPole environments the agents see: the 4-float state or screen patches."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Sequence
 from functools import partial
 
 import gymnasium as gym
+
+from pixel_dqn.envs.pixels import PixelObservation, frames_for
+from pixel_dqn.envs.screen import CropWindow, FastPatchRenderer, PygamePatchRenderer
+
+VECTOR_MODES = ("sync", "async")
+RENDERERS = ("fast", "pygame")
 
 
 def make_single_env(
@@ -23,18 +30,53 @@ def make_single_env(
     return gym.make(id, render_mode=render_mode, **kwargs)
 
 
+def make_single_pixel_env(
+    id: str = "CartPole-v1",
+    max_episode_steps: int | None = None,
+    renderer: str = "fast",
+    band: Sequence[float] = (0.4, 0.8),
+    window: float = 0.6,
+    size: Sequence[int] = (40, 90),
+    gray: bool = True,
+    obs_mode: str = "diff",
+    stack: int = 4,
+) -> gym.Env:
+    """One CartPole whose observations are uint8 patches around the cart (see PixelObservation)."""
+    if renderer not in RENDERERS:
+        raise ValueError(f"unknown renderer {renderer!r}; valid: {', '.join(RENDERERS)}")
+    crop = CropWindow(band=(float(band[0]), float(band[1])), window=float(window),
+                      size=(int(size[0]), int(size[1])))
+    renderer_class = FastPatchRenderer if renderer == "fast" else PygamePatchRenderer
+    patches = renderer_class(crop, gray)
+    env = make_single_env(id, max_episode_steps, render_mode="rgb_array")
+    return PixelObservation(env, patches, frames_for(obs_mode, stack))
+
+
+def vectorize(factory: Callable[[], gym.Env], num_envs: int, mode: str) -> gym.vector.VectorEnv:
+    """``num_envs`` copies behind gymnasium's vector API, in this process or in subprocesses.
+
+    Gymnasium 1.x resets a finished sub-env on its *next* ``step`` call (``NEXT_STEP`` mode):
+    the loop must not store that step as a transition.
+    """
+    if mode not in VECTOR_MODES:
+        raise ValueError(f"unknown vector mode {mode!r}; valid: {', '.join(VECTOR_MODES)}")
+    vector_class = gym.vector.SyncVectorEnv if mode == "sync" else gym.vector.AsyncVectorEnv
+    return vector_class([factory] * num_envs, autoreset_mode=gym.vector.AutoresetMode.NEXT_STEP)
+
+
 def make_env(
     id: str = "CartPole-v1",
     max_episode_steps: int | None = None,
     num_envs: int = 1,
+    vector_mode: str = "sync",
 ) -> gym.vector.VectorEnv:
-    """Create ``num_envs`` copies of the environment behind gymnasium's vector API.
-
-    Training and evaluation always see a vector env, so one code path acts for one env or many.
-    Gymnasium 1.x resets a finished sub-env on its *next* ``step`` call (``NEXT_STEP`` mode):
-    the loop must not store that step as a transition.
-    """
+    """State CartPole as a vector env: training and evaluation always see one."""
     factory = partial(make_single_env, id=id, max_episode_steps=max_episode_steps)
-    return gym.vector.SyncVectorEnv(
-        [factory] * num_envs, autoreset_mode=gym.vector.AutoresetMode.NEXT_STEP
-    )
+    return vectorize(factory, num_envs, vector_mode)
+
+
+def make_pixel_env(
+    num_envs: int = 1, vector_mode: str = "sync", **pixel_kwargs
+) -> gym.vector.VectorEnv:
+    """Pixel CartPole as a vector env; ``pixel_kwargs`` go to ``make_single_pixel_env``."""
+    return vectorize(partial(make_single_pixel_env, **pixel_kwargs), num_envs, vector_mode)

@@ -13,6 +13,7 @@ import math
 from dataclasses import dataclass
 
 import cv2
+import gymnasium as gym
 import numpy as np
 
 # gymnasium.envs.classic_control.cartpole.CartPoleEnv.render (gymnasium 1.4), in screen pixels
@@ -82,6 +83,7 @@ class FastPatchRenderer:
 
     def __init__(self, crop: CropWindow, gray: bool = True, supersample: int = 4) -> None:
         self.crop = crop
+        self.shape = crop.size if gray else (*crop.size, 3)
         top, bottom = crop.rows
         height, width = crop.size
         self._size = (width, height)
@@ -106,6 +108,10 @@ class FastPatchRenderer:
         self._scale = SCREEN_WIDTH / (2 * X_THRESHOLD)
         self._pole_length = self._scale * 2 * POLE_HALF_LENGTH
         self._base_patch = self._downsample(self._background)
+
+    def patch(self, env: gym.Env) -> np.ndarray:
+        """The patch around the cart of ``env``'s current state."""
+        return self.render(env.unwrapped.state)
 
     def render(self, state: np.ndarray) -> np.ndarray:
         """The patch of the screen around the cart for a CartPole state."""
@@ -162,3 +168,16 @@ class FastPatchRenderer:
             return canvas
         size = (canvas.shape[1] // ss, canvas.shape[0] // ss)
         return cv2.resize(canvas, size, interpolation=cv2.INTER_AREA)
+
+
+class PygamePatchRenderer:
+    """gymnasium's own ``render()`` (the full 600x400 frame), then the crop and resize."""
+
+    def __init__(self, crop: CropWindow, gray: bool = True) -> None:
+        self.crop = crop
+        self.gray = gray
+        self.shape = crop.size if gray else (*crop.size, 3)
+
+    def patch(self, env: gym.Env) -> np.ndarray:
+        """The patch around the cart of ``env`` (made with ``render_mode="rgb_array"``)."""
+        return crop_frame(env.render(), float(env.unwrapped.state[0]), self.crop, self.gray)
