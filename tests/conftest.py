@@ -42,5 +42,15 @@ SMOKE_OVERRIDES = (
     "eval.every_steps=200",
     "eval.episodes=2",
     "eval.final_episodes=3",
-    "model.hidden_sizes=[16]",
+)
+STATE_SMOKE_OVERRIDES = (*SMOKE_OVERRIDES, "model.hidden_sizes=[16]")
+PIXEL_SMOKE_OVERRIDES = (
+    *SMOKE_OVERRIDES,
+    "env=cartpole_pixels",
+    "model=cnn",
+    "model.filters=[4,8]",
+    "model.kernel_sizes=[5,5]",
+    "model.strides=[2,2]",
+    "model.dense_sizes=[16]",
+    "trainer.jit_compile=false",
 )

@@ -14,23 +14,26 @@ def _options(group: str) -> list[str]:
     return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
 
 
+# options that only make sense together: the rest of the config follows the one under test
+COMPANIONS = {"env=cartpole_pixels": ("model=cnn",), "model=cnn": ("env=cartpole_pixels",)}
+
+
 @pytest.mark.parametrize(
     ("group", "option"), [(g, o) for g in GROUPS for o in _options(g)]
 )
 def test_every_group_option_composes_and_instantiates(compose_config, group, option):
-    cfg = compose_config(f"{group}={option}")
+    choice = f"{group}={option}"
+    cfg = compose_config(choice, *COMPANIONS.get(choice, ()))
     validate(cfg)
-    built = instantiate(cfg[group])
-    if group == "env":
-        envs = built(num_envs=2)
-        obs, _ = envs.reset(seed=[0, 1])
-        assert obs.shape[0] == 2 and envs.single_observation_space.contains(obs[0])
-        envs.close()
-    elif group == "model":
-        model = built((4,), 2)
-        assert model.output_shape == (None, 2)
-    else:
-        assert isinstance(built, DQNConfig) and built.gamma == cfg.trainer.gamma
+    envs = instantiate(cfg.env)(num_envs=2)
+    obs, _ = envs.reset(seed=[0, 1])
+    assert obs.shape[0] == 2 and envs.single_observation_space.contains(obs[0])
+    model = instantiate(cfg.model)(envs.single_observation_space.shape, 2)
+    assert model.output_shape == (None, 2)
+    assert model(obs).shape == (2, 2)
+    envs.close()
+    hparams = instantiate(cfg.trainer)
+    assert isinstance(hparams, DQNConfig) and hparams.gamma == cfg.trainer.gamma
 
 
 def test_default_composition_is_state_mlp_dqn(compose_config):
@@ -68,6 +71,7 @@ def test_unknown_key_is_rejected(compose_config):
         ("eval.episodes=0", "eval.episodes"),
         ("model.hidden_sizes=[64,0]", "model.hidden_sizes"),
         ("threads.intra_op=-1", "threads.intra_op"),
+        ("env.vector_mode=threads", "env.vector_mode"),
     ],
 )
 def test_out_of_range_values_fail_with_one_line_naming_the_key(compose_config, override, key):
@@ -76,3 +80,30 @@ def test_out_of_range_values_fail_with_one_line_naming_the_key(compose_config, o
         validate(cfg)
     message = str(info.value)
     assert message.startswith(f"{key}=") and "\n" not in message
+
+
+@pytest.mark.parametrize(
+    ("overrides", "key"),
+    [
+        (("env.renderer=opengl",), "env.renderer"),
+        (("env.obs_mode=delta",), "env.obs_mode"),
+        (("env.band=[0.8,0.4]",), "env.band"),
+        (("env.window=0",), "env.window"),
+        (("env.size=[8,8]",), "env.size"),  # too small for three 5x5 stride-2 convolutions
+        (("model.strides=[2,2]",), "model.strides"),
+    ],
+)
+def test_bad_pixel_values_fail_with_one_line_naming_the_key(compose_config, overrides, key):
+    cfg = compose_config("env=cartpole_pixels", "model=cnn", *overrides)
+    with pytest.raises(ConfigError) as info:
+        validate(cfg)
+    message = str(info.value)
+    assert message.startswith(f"{key}=") and "\n" not in message
+
+
+@pytest.mark.parametrize(
+    "overrides", [("env=cartpole_pixels", "model=mlp"), ("env=cartpole_state", "model=cnn")]
+)
+def test_a_model_that_does_not_fit_the_env_is_rejected(compose_config, overrides):
+    with pytest.raises(ConfigError, match="does not fit this env"):
+        validate(compose_config(*overrides))

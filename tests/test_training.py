@@ -5,7 +5,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import ROOT, SMOKE_OVERRIDES
+from conftest import PIXEL_SMOKE_OVERRIDES, ROOT, STATE_SMOKE_OVERRIDES
 
 import pixel_dqn.training as training
 from pixel_dqn.metrics import COLUMNS
@@ -18,7 +18,7 @@ def _rows(run_dir):
 
 
 def test_smoke_run_writes_the_run_directory(compose_config, tmp_path):
-    cfg = compose_config(*SMOKE_OVERRIDES, "env.num_envs=2")
+    cfg = compose_config(*STATE_SMOKE_OVERRIDES, "env.num_envs=2")
     result = training.train(cfg, tmp_path)
     assert len(result.returns) == 3
     for name in ("metrics.csv", "model.keras", "eval.json", "config.yaml", "timing.json"):
@@ -69,7 +69,7 @@ def test_truncated_steps_are_stored_as_bootstrapping(compose_config, tmp_path, m
             super().add(obs, actions, rewards, next_obs, terminated)
 
     monkeypatch.setattr(training, "ReplayBuffer", RecordingBuffer)
-    cfg = compose_config(*SMOKE_OVERRIDES, "env.max_episode_steps=15", "env.num_envs=3")
+    cfg = compose_config(*STATE_SMOKE_OVERRIDES, "env.max_episode_steps=15", "env.num_envs=3")
     training.train(cfg, tmp_path)
     lengths = np.array([int(r["length"]) for r in _rows(tmp_path) if r["kind"] == "train"])
     assert (lengths == 15).sum() > 3 and (lengths < 15).sum() > 3  # truncations and terminations
@@ -79,3 +79,20 @@ def test_truncated_steps_are_stored_as_bootstrapping(compose_config, tmp_path, m
     # the autoreset step (terminal obs -> reset obs) is never stored as a transition
     terminal_states = {next_obs for _, next_obs, t in stored if t}
     assert not any(obs in terminal_states for obs, _, _ in stored)
+
+
+@pytest.mark.parametrize("renderer", ["fast", "pygame"])
+def test_pixel_smoke_run_trains_a_cnn_headless_and_evaluates(compose_config, tmp_path, renderer,
+                                                             monkeypatch):
+    monkeypatch.delenv("DISPLAY", raising=False)  # headless: no X server is needed
+    cfg = compose_config(*PIXEL_SMOKE_OVERRIDES, f"env.renderer={renderer}", "env.num_envs=2")
+    result = training.train(cfg, tmp_path)
+    assert len(result.returns) == 3 and min(result.lengths) >= 1
+    rows = _rows(tmp_path)
+    assert [r for r in rows if r["kind"] == "eval"] and np.isfinite(float(rows[-1]["loss"]))
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "evaluate.py"), f"run_dir={tmp_path}",
+         "episodes=2"],
+        capture_output=True, text=True, check=True, timeout=300,
+    ).stdout
+    assert json.loads(out.splitlines()[-2])["episodes"] == 2

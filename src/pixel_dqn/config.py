@@ -30,6 +30,38 @@ class StateEnvConfig:
     """Time limit (a truncation, not a terminal); None keeps the env's own (500 for v1)."""
     num_envs: int = 1
     """Parallel envs stepped together; the agent acts for all in one batched call."""
+    vector_mode: str = "sync"
+    """``sync`` (one process) or ``async`` (a subprocess per env)."""
+
+
+@dataclass
+class PixelEnvConfig:
+    """CartPole seen as uint8 screen patches around the cart (pixel_dqn.envs.pixels)."""
+
+    _target_: str = "pixel_dqn.envs.make_pixel_env"
+    _partial_: bool = True
+    id: str = "CartPole-v1"
+    """Gymnasium environment id."""
+    max_episode_steps: int | None = None
+    """Time limit (a truncation, not a terminal); None keeps the env's own (500 for v1)."""
+    num_envs: int = 1
+    """Parallel envs stepped together; the agent acts for all in one batched call."""
+    vector_mode: str = "sync"
+    """``sync`` (one process) or ``async`` (a subprocess per env)."""
+    renderer: str = "fast"
+    """``fast`` (OpenCV, draws the patch only) or ``pygame`` (gymnasium's full frame, cropped)."""
+    band: list[float] = field(default_factory=lambda: [0.4, 0.8])
+    """Top and bottom of the cropped band, as fractions of the screen height."""
+    window: float = 0.6
+    """Width of the window around the cart, as a fraction of the screen width."""
+    size: list[int] = field(default_factory=lambda: [40, 90])
+    """Patch height and width after area resizing."""
+    gray: bool = True
+    """Gray patches (1 byte per pixel) or RGB (3)."""
+    obs_mode: str = "diff"
+    """``diff`` (current - previous), ``diff_current`` (current and diff) or ``stack``."""
+    stack: int = 4
+    """Patches per observation in ``stack`` mode."""
 
 
 @dataclass
@@ -42,6 +74,26 @@ class MLPConfig:
     """Units of each hidden layer."""
     activation: str = "relu"
     """Keras activation name for hidden layers."""
+
+
+@dataclass
+class CNNConfig:
+    """Convolutional Q-network; ``obs_mode`` and ``gray`` follow the env (interpolated)."""
+
+    _target_: str = "pixel_dqn.networks.build_cnn"
+    _partial_: bool = True
+    obs_mode: str = MISSING
+    """The env's observation mode: the first layer forms the diff from the stored frames."""
+    gray: bool = MISSING
+    """Whether the env's patches are gray (1 channel per frame) or RGB (3)."""
+    filters: list[int] = field(default_factory=lambda: [16, 32, 32])
+    """Filters of each convolution."""
+    kernel_sizes: list[int] = field(default_factory=lambda: [5, 5, 5])
+    """Kernel size of each convolution."""
+    strides: list[int] = field(default_factory=lambda: [2, 2, 2])
+    """Stride of each convolution."""
+    dense_sizes: list[int] = field(default_factory=lambda: [256])
+    """Units of the dense layers after the convolutions."""
 
 
 @dataclass
@@ -133,7 +185,9 @@ def register_configs() -> None:
     store = ConfigStore.instance()
     store.store(name="base_config", node=Config)
     store.store(group="env", name="base_state", node=StateEnvConfig)
+    store.store(group="env", name="base_pixels", node=PixelEnvConfig)
     store.store(group="model", name="base_mlp", node=MLPConfig)
+    store.store(group="model", name="base_cnn", node=CNNConfig)
     store.store(group="trainer", name="base_dqn", node=DQNConfig)
 
 
@@ -158,11 +212,49 @@ def validate(cfg: DictConfig) -> None:
     if cfg.env.get("max_episode_steps") is not None:
         steps = cfg.env.max_episode_steps
         _require(steps > 0, "env.max_episode_steps", steps, "a positive integer or null")
+    _validate_env(cfg.env)
+    pixels = cfg.env._target_ == PixelEnvConfig._target_
+    cnn = cfg.model._target_ == CNNConfig._target_
+    if pixels != cnn:
+        valid = "model=cnn for env=cartpole_pixels" if pixels else "model=mlp for a state env"
+        raise ConfigError(f"model={'cnn' if cnn else 'mlp'} does not fit this env: use {valid}")
+    if cnn:
+        _validate_cnn(cfg.model, cfg.env)
     if "hidden_sizes" in cfg.model:
         sizes = list(cfg.model.hidden_sizes)
         _require(all(s > 0 for s in sizes), "model.hidden_sizes", sizes, "positive layer sizes")
     if cfg.trainer._target_ == "pixel_dqn.config.DQNConfig":
         _validate_dqn(cfg.trainer)
+
+
+def _validate_env(env: DictConfig) -> None:
+    _require(env.vector_mode in ("sync", "async"), "env.vector_mode", env.vector_mode,
+             "one of sync, async")
+    if env._target_ != PixelEnvConfig._target_:
+        return
+    _require(env.renderer in ("fast", "pygame"), "env.renderer", env.renderer,
+             "one of fast, pygame")
+    _require(env.obs_mode in ("diff", "diff_current", "stack"), "env.obs_mode", env.obs_mode,
+             "one of diff, diff_current, stack")
+    band = list(env.band)
+    _require(len(band) == 2 and 0 <= band[0] < band[1] <= 1, "env.band", band,
+             "[top, bottom] fractions of the screen height with 0 <= top < bottom <= 1")
+    _require(0 < env.window <= 1, "env.window", env.window, "in (0, 1]")
+    size = list(env.size)
+    _require(len(size) == 2 and min(size) > 0, "env.size", size, "[height, width], positive")
+    _require(env.stack >= 1, "env.stack", env.stack, ">= 1")
+
+
+def _validate_cnn(model: DictConfig, env: DictConfig) -> None:
+    layers = len(model.filters)
+    for key in ("kernel_sizes", "strides"):
+        _require(len(model[key]) == layers, f"model.{key}", list(model[key]),
+                 f"one entry per convolution ({layers}, as model.filters)")
+    height, width = env.size
+    for kernel, stride in zip(model.kernel_sizes, model.strides, strict=True):
+        height, width = (height - kernel) // stride + 1, (width - kernel) // stride + 1
+    _require(min(height, width) >= 1, "env.size", list(env.size),
+             "large enough for the CNN's kernels and strides (model.kernel_sizes, model.strides)")
 
 
 def _validate_dqn(t: DictConfig) -> None:

@@ -8,6 +8,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from pixel_dqn.envs.pixels import pixel_state
+
 
 def build_mlp(
     obs_shape: Sequence[int],
@@ -22,6 +24,45 @@ def build_mlp(
         x = keras.layers.Dense(int(units), activation=activation, name=f"hidden_{i}")(x)
     q_values = keras.layers.Dense(num_actions, name="q_values")(x)
     return keras.Model(inputs, q_values, name="mlp_q_network")
+
+
+@keras.saving.register_keras_serializable(package="pixel_dqn")
+class PixelState(keras.layers.Layer):
+    """First layer of a pixel network: uint8 patch stacks -> the state (see ``pixel_state``)."""
+
+    def __init__(self, obs_mode: str, channels: int = 1, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.obs_mode = obs_mode
+        self.channels = channels
+
+    def call(self, frames):
+        return pixel_state(frames, self.obs_mode, self.channels)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "obs_mode": self.obs_mode, "channels": self.channels}
+
+
+def build_cnn(
+    obs_shape: Sequence[int],
+    num_actions: int,
+    obs_mode: str = "diff",
+    gray: bool = True,
+    filters: Sequence[int] = (16, 32, 32),
+    kernel_sizes: Sequence[int] = (5, 5, 5),
+    strides: Sequence[int] = (2, 2, 2),
+    dense_sizes: Sequence[int] = (256,),
+) -> keras.Model:
+    """Convolutional Q-network over uint8 patch stacks; the diff is formed inside the model."""
+    inputs = keras.Input(shape=tuple(obs_shape), dtype="uint8", name="frames")
+    x = PixelState(obs_mode, 1 if gray else 3, name="pixel_state")(inputs)
+    for i, (units, kernel, stride) in enumerate(zip(filters, kernel_sizes, strides, strict=True)):
+        x = keras.layers.Conv2D(int(units), int(kernel), strides=int(stride), activation="relu",
+                                name=f"conv_{i}")(x)
+    x = keras.layers.Flatten()(x)
+    for i, units in enumerate(dense_sizes):
+        x = keras.layers.Dense(int(units), activation="relu", name=f"dense_{i}")(x)
+    q_values = keras.layers.Dense(num_actions, name="q_values")(x)
+    return keras.Model(inputs, q_values, name="cnn_q_network")
 
 
 def greedy_policy(q_network: keras.Model) -> Callable[[np.ndarray], np.ndarray]:
