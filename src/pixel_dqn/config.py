@@ -19,8 +19,8 @@ class ConfigError(ValueError):
 
 
 @dataclass
-class StateEnvConfig:
-    """CartPole whose observation is the 4-float physics state."""
+class EnvConfig:
+    """What every env option has: the env id, its time limit and the vector env around it."""
 
     _target_: str = "pixel_dqn.envs.make_env"
     _partial_: bool = True
@@ -35,19 +35,15 @@ class StateEnvConfig:
 
 
 @dataclass
-class PixelEnvConfig:
+class StateEnvConfig(EnvConfig):
+    """CartPole whose observation is the 4-float physics state."""
+
+
+@dataclass
+class PixelEnvConfig(EnvConfig):
     """CartPole seen as uint8 screen patches around the cart (pixel_dqn.envs.pixels)."""
 
     _target_: str = "pixel_dqn.envs.make_pixel_env"
-    _partial_: bool = True
-    id: str = "CartPole-v1"
-    """Gymnasium environment id."""
-    max_episode_steps: int | None = None
-    """Time limit (a truncation, not a terminal); None keeps the env's own (500 for v1)."""
-    num_envs: int = 1
-    """Parallel envs stepped together; the agent acts for all in one batched call."""
-    vector_mode: str = "sync"
-    """``sync`` (one process) or ``async`` (a subprocess per env)."""
     renderer: str = "fast"
     """``fast`` (OpenCV, draws the patch only) or ``pygame`` (gymnasium's full frame, cropped)."""
     band: list[float] = field(default_factory=lambda: [0.4, 0.8])
