@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from pixel_dqn.config import ConfigError
+from pixel_dqn.envs.display import DisplayError
 
 
 class UserError(ValueError):
@@ -16,10 +17,10 @@ class UserError(ValueError):
 
 @contextmanager
 def exit_on_user_error() -> Iterator[None]:
-    """Turn a ``ConfigError`` or ``UserError`` into one line on stderr and exit status 2."""
+    """Turn a user mistake (bad config, missing Xvfb, bad argument) into one line and exit 2."""
     try:
         yield
-    except (ConfigError, UserError) as error:
+    except (ConfigError, DisplayError, UserError) as error:
         print(f"error: {error}", file=sys.stderr, flush=True)
         raise SystemExit(2) from None
 

@@ -158,6 +158,14 @@ class ThreadsConfig:
 
 
 @dataclass
+class DisplayConfig:
+    """Headless rendering."""
+
+    virtual: bool = False
+    """Start an Xvfb virtual display for renderers that need X (needs the xvfb package)."""
+
+
+@dataclass
 class Config:
     """Top-level training config: one env, one model, one trainer."""
 
@@ -170,6 +178,7 @@ class Config:
     """Env step budget."""
     eval: EvalConfig = field(default_factory=EvalConfig)
     threads: ThreadsConfig = field(default_factory=ThreadsConfig)
+    display: DisplayConfig = field(default_factory=DisplayConfig)
     progress_interval_s: float = 10.0
     """Seconds between progress lines when stdout is not a terminal."""
     tensorboard: bool = True

@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from pixel_dqn.agents.dqn import DQNAgent
 from pixel_dqn.config import DQNConfig, validate
+from pixel_dqn.envs.display import VirtualDisplay
 from pixel_dqn.evaluation import EVAL_FILE, MODEL_FILE, RUN_CONFIG_FILE, EvalResult, run_episodes
 from pixel_dqn.metrics import MetricsWriter, Progress
 from pixel_dqn.replay import ReplayBuffer
@@ -43,9 +44,16 @@ class RunSeeds:
         return cls(*(int(s) for s in states))
 
 
-def train(cfg: DictConfig, run_dir: Path) -> EvalResult:
-    """Train the configured agent, writing everything to ``run_dir``; return the final eval."""
+def train(
+    cfg: DictConfig, run_dir: Path, display: VirtualDisplay | None = None
+) -> EvalResult:
+    """Train the configured agent, writing everything to ``run_dir``; return the final eval.
+
+    With ``display.virtual`` the given (or a new) ``VirtualDisplay`` is started first.
+    """
     validate(cfg)
+    if cfg.display.virtual:
+        (display or VirtualDisplay()).start()
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / RUN_CONFIG_FILE).write_text(OmegaConf.to_yaml(cfg, resolve=True))
     configure_threads(cfg.threads.intra_op, cfg.threads.inter_op)
