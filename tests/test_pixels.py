@@ -95,3 +95,19 @@ def test_rgb_patches_have_three_channels_per_frame():
 def test_unknown_mode_is_rejected_with_the_valid_ones():
     with pytest.raises(ValueError, match="diff, diff_current, stack"):
         frames_for("difff", 2)
+
+
+def test_pixel_vector_env_autoresets_on_the_next_step():
+    from pixel_dqn.envs import make_pixel_env
+
+    envs = make_pixel_env(num_envs=2, max_episode_steps=5)
+    obs, _ = envs.reset(seed=[0, 1])
+    for _ in range(5):
+        obs, rewards, terminated, truncated, _ = envs.step(np.array([1, 0]))
+    assert truncated.all() and not terminated.any()
+    assert np.any(obs[..., 0] != obs[..., 1])  # the final observation still moves
+    # gymnasium 1.x NEXT_STEP: this call only resets; it is not a transition
+    obs, rewards, terminated, truncated, _ = envs.step(np.array([1, 0]))
+    assert not (terminated | truncated).any() and not rewards.any()
+    np.testing.assert_array_equal(obs[..., 0], obs[..., 1])  # a fresh history
+    envs.close()
