@@ -111,3 +111,22 @@ def test_pixel_vector_env_autoresets_on_the_next_step():
     assert not (terminated | truncated).any() and not rewards.any()
     np.testing.assert_array_equal(obs[..., 0], obs[..., 1])  # a fresh history
     envs.close()
+
+
+def test_the_picture_script_writes_one_row_per_step(tmp_path):
+    import subprocess
+    import sys
+
+    import cv2
+    from conftest import ROOT
+
+    out = tmp_path / "picture.png"
+    subprocess.run([sys.executable, str(ROOT / "scripts" / "pixel_state_picture.py"),
+                    "--out", str(out), "--steps", "2"], check=True, timeout=120,
+                   capture_output=True)
+    two = cv2.imread(str(out))
+    subprocess.run([sys.executable, str(ROOT / "scripts" / "pixel_state_picture.py"),
+                    "--out", str(out), "--steps", "3"], check=True, timeout=120,
+                   capture_output=True)
+    three = cv2.imread(str(out))
+    assert two.shape[1] == three.shape[1] and three.shape[0] * 2 == two.shape[0] * 3
