@@ -13,33 +13,16 @@ from __future__ import annotations
 
 import argparse
 import csv
-import datetime as dt
 import json
-import os
-import platform
-import shlex
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from pixel_dqn.benchmarking import invocation, machine_description, today, write_benchmark
+
 ROOT = Path(__file__).resolve().parents[1]
 SOLVED = 475.0
-
-
-def machine_description() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    import tensorflow as tf
-
-    return (f"{os.cpu_count()} CPU cores ({cpu}), {platform.system()} {platform.release()}, "
-            f"Python {platform.python_version()}, TensorFlow {tf.__version__}, no GPU")
 
 
 def run_seed(name: str, seed: int, overrides: list[str]) -> dict:
@@ -118,17 +101,12 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("overrides", nargs="*", help="Hydra overrides passed to scripts/train.py")
     args = parser.parse_args()
-    command = shlex.join(["python", "scripts/benchmark_learning.py", *sys.argv[1:]])
-    date = dt.date.today().isoformat()
-    machine = machine_description()
+    command = invocation("scripts/benchmark_learning.py")
+    date, machine = today(), machine_description()
     results = [run_seed(args.name, seed, args.overrides) for seed in args.seeds]
-    out_dir = ROOT / "benchmarks"
-    out_dir.mkdir(exist_ok=True)
     markdown = to_markdown(args.name, command, machine, date, results)
-    (out_dir / f"{args.name}.md").write_text(markdown)
-    (out_dir / f"{args.name}.json").write_text(json.dumps(
-        {"command": command, "machine": machine, "date": date, "results": results}, indent=2
-    ) + "\n")
+    write_benchmark(ROOT / "benchmarks", args.name, markdown,
+                    {"command": command, "machine": machine, "date": date, "results": results})
     print(markdown)
 
 

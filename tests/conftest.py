@@ -43,11 +43,11 @@ SMOKE_OVERRIDES = (
     "eval.episodes=2",
     "eval.final_episodes=3",
 )
-STATE_SMOKE_OVERRIDES = (*SMOKE_OVERRIDES, "model.hidden_sizes=[16]")
+# the defaults train from pixels; these pick the state agent
+STATE = ("env=cartpole_state", "model=mlp", "trainer=dqn")
+STATE_SMOKE_OVERRIDES = (*STATE, *SMOKE_OVERRIDES, "model.hidden_sizes=[16]")
 PIXEL_SMOKE_OVERRIDES = (
     *SMOKE_OVERRIDES,
-    "env=cartpole_pixels",
-    "model=cnn",
     "model.filters=[4,8]",
     "model.kernel_sizes=[5,5]",
     "model.strides=[2,2]",

@@ -1,5 +1,5 @@
 import pytest
-from conftest import CONF_DIR
+from conftest import CONF_DIR, STATE
 from hydra.errors import ConfigCompositionException
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
@@ -15,7 +15,7 @@ def _options(group: str) -> list[str]:
 
 
 # options that only make sense together: the rest of the config follows the one under test
-COMPANIONS = {"env=cartpole_pixels": ("model=cnn",), "model=cnn": ("env=cartpole_pixels",)}
+COMPANIONS = {"env=cartpole_state": ("model=mlp",), "model=mlp": ("env=cartpole_state",)}
 
 
 @pytest.mark.parametrize(
@@ -36,11 +36,12 @@ def test_every_group_option_composes_and_instantiates(compose_config, group, opt
     assert isinstance(hparams, DQNConfig) and hparams.gamma == cfg.trainer.gamma
 
 
-def test_default_composition_is_state_mlp_dqn(compose_config):
+def test_default_composition_is_pixels_cnn_dqn(compose_config):
     cfg = compose_config()
     assert OmegaConf.to_container(cfg)["env"]["id"] == "CartPole-v1"
-    assert cfg.model.hidden_sizes and cfg.trainer.double_dqn is True
-    assert cfg.total_steps == 50_000
+    assert cfg.env.obs_mode == "diff" and cfg.model.obs_mode == "diff"  # interpolated
+    assert cfg.model.filters and cfg.trainer.double_dqn is True
+    validate(cfg)
 
 
 def test_wrongly_typed_value_names_the_full_key(compose_config):
@@ -75,7 +76,7 @@ def test_unknown_key_is_rejected(compose_config):
     ],
 )
 def test_out_of_range_values_fail_with_one_line_naming_the_key(compose_config, override, key):
-    cfg = compose_config(override)
+    cfg = compose_config(*STATE, override)
     with pytest.raises(ConfigError) as info:
         validate(cfg)
     message = str(info.value)
@@ -94,7 +95,7 @@ def test_out_of_range_values_fail_with_one_line_naming_the_key(compose_config, o
     ],
 )
 def test_bad_pixel_values_fail_with_one_line_naming_the_key(compose_config, overrides, key):
-    cfg = compose_config("env=cartpole_pixels", "model=cnn", *overrides)
+    cfg = compose_config(*overrides)
     with pytest.raises(ConfigError) as info:
         validate(cfg)
     message = str(info.value)

@@ -1,8 +1,11 @@
 """A short real training run: state DQN must clearly beat a random policy (~22 steps)."""
 
+from conftest import STATE
+
 from pixel_dqn.training import train
 
 LEARNING_OVERRIDES = (
+    *STATE,
     "total_steps=40000",
     "eval.every_steps=5000",
     "eval.episodes=5",

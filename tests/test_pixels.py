@@ -1,27 +1,20 @@
-import os
-
 import gymnasium as gym
 import numpy as np
 import pytest
 
-from pixel_dqn.envs.pixels import PixelObservation, frames_for, pixel_state
-from pixel_dqn.envs.screen import CropWindow, FastPatchRenderer, PygamePatchRenderer
+from pixel_dqn.envs import make_single_pixel_env
+from pixel_dqn.envs.pixels import frames_for, pixel_state
 
 
 def _env(mode: str = "diff", stack: int = 4, renderer: str = "fast", gray: bool = True):
-    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
-    env = gym.make("CartPole-v1", render_mode="rgb_array")
-    crop = CropWindow()
-    renderer_class = FastPatchRenderer if renderer == "fast" else PygamePatchRenderer
-    patches = renderer_class(crop, gray)
-    return PixelObservation(env, patches, frames_for(mode, stack))
+    return make_single_pixel_env(renderer=renderer, obs_mode=mode, stack=stack, gray=gray)
 
 
-@pytest.mark.parametrize(("mode", "channels"), [("diff", 2), ("diff_current", 2), ("stack", 4)])
+@pytest.mark.parametrize(("mode", "frames"), [("diff", 2), ("diff_current", 2), ("stack", 4)])
 @pytest.mark.parametrize("renderer", ["fast", "pygame"])
-def test_observations_are_uint8_patches_inside_the_declared_space(mode, channels, renderer):
+def test_observations_are_uint8_patches_inside_the_declared_space(mode, frames, renderer):
     env = _env(mode, renderer=renderer)
-    assert env.observation_space.shape == (40, 90, channels)
+    assert env.observation_space.shape == (frames, 40, 90)
     obs, _ = env.reset(seed=0)
     assert obs.dtype == np.uint8 and env.observation_space.contains(obs)
     for _ in range(30):
@@ -52,26 +45,30 @@ def test_reset_clears_the_history_so_the_first_diff_is_zero():
     for _ in range(5):
         env.step(1)
     obs, _ = env.reset(seed=1)
-    np.testing.assert_array_equal(obs[..., 0], obs[..., 1])
+    np.testing.assert_array_equal(obs[0], obs[1])
     assert not np.any(pixel_state(obs, "diff"))
     obs, *_ = env.step(1)
     obs, *_ = env.step(1)
-    assert np.any(obs[..., 0] != obs[..., 1])  # the scene moved
+    assert np.any(obs[0] != obs[1])  # the scene moved
 
 
 def test_diff_is_exactly_current_minus_previous_with_its_sign():
-    previous = np.full((2, 3, 1), 100, np.uint8)
+    previous = np.full((2, 3), 100, np.uint8)
     current = previous.copy()
     current[0, 0], current[1, 2] = 255, 0
-    obs = np.concatenate([previous, current], axis=-1)
+    obs = np.stack([previous, current])
     diff = np.asarray(pixel_state(obs, "diff"))
-    np.testing.assert_allclose(diff[..., 0] * 255, current[..., 0].astype(float) - 100, atol=1e-4)
+    assert diff.shape == (2, 3, 1)
+    np.testing.assert_allclose(diff[..., 0] * 255, current.astype(float) - 100, atol=1e-4)
     assert diff[0, 0, 0] > 0 > diff[1, 2, 0] and diff[0, 1, 0] == 0
     both = np.asarray(pixel_state(obs, "diff_current"))
-    np.testing.assert_allclose(both[..., 0] * 255, current[..., 0], atol=1e-4)
+    np.testing.assert_allclose(both[..., 0] * 255, current, atol=1e-4)
     np.testing.assert_allclose(both[..., 1], diff[..., 0])
-    same = np.concatenate([previous, previous], axis=-1)
+    same = np.stack([previous, previous])
     assert not np.any(pixel_state(same, "diff"))
+    batch = np.asarray(pixel_state(np.stack([obs, same]), "diff"))
+    np.testing.assert_allclose(batch[0], diff)
+    assert not np.any(batch[1])
 
 
 def test_stack_keeps_the_last_frames_oldest_first():
@@ -80,16 +77,19 @@ def test_stack_keeps_the_last_frames_oldest_first():
     history = []
     for _ in range(4):
         obs, *_ = env.step(0)
-        history.append(obs[..., -1].copy())
-    np.testing.assert_array_equal(obs[..., 0], history[-3])
-    np.testing.assert_array_equal(obs[..., 1], history[-2])
+        history.append(obs[-1].copy())
+    np.testing.assert_array_equal(obs[0], history[-3])
+    np.testing.assert_array_equal(obs[1], history[-2])
+    np.testing.assert_array_equal(np.asarray(pixel_state(obs, "stack"))[..., 2] * 255, history[-1])
 
 
 def test_rgb_patches_have_three_channels_per_frame():
     env = _env("diff", gray=False)
     obs, _ = env.reset(seed=0)
-    assert obs.shape == (40, 90, 6)
+    assert obs.shape == (2, 40, 90, 3)
     assert np.asarray(pixel_state(obs, "diff", channels=3)).shape == (40, 90, 3)
+    current = np.asarray(pixel_state(obs, "diff_current", channels=3))
+    np.testing.assert_allclose(current[..., :3] * 255, obs[1], atol=1e-4)  # RGB of the current
 
 
 def test_unknown_mode_is_rejected_with_the_valid_ones():
@@ -105,11 +105,11 @@ def test_pixel_vector_env_autoresets_on_the_next_step():
     for _ in range(5):
         obs, rewards, terminated, truncated, _ = envs.step(np.array([1, 0]))
     assert truncated.all() and not terminated.any()
-    assert np.any(obs[..., 0] != obs[..., 1])  # the final observation still moves
+    assert np.any(obs[:, 0] != obs[:, 1])  # the final observation still moves
     # gymnasium 1.x NEXT_STEP: this call only resets; it is not a transition
     obs, rewards, terminated, truncated, _ = envs.step(np.array([1, 0]))
     assert not (terminated | truncated).any() and not rewards.any()
-    np.testing.assert_array_equal(obs[..., 0], obs[..., 1])  # a fresh history
+    np.testing.assert_array_equal(obs[:, 0], obs[:, 1])  # a fresh history
     envs.close()
 
 
@@ -130,3 +130,21 @@ def test_the_picture_script_writes_one_row_per_step(tmp_path):
                    capture_output=True)
     three = cv2.imread(str(out))
     assert two.shape[1] == three.shape[1] and three.shape[0] * 2 == two.shape[0] * 3
+
+
+def test_the_env_benchmark_writes_its_table(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    subprocess.run([sys.executable, str(ROOT / "scripts" / "benchmark.py"), "--quick",
+                    "--out", str(tmp_path)], check=True, timeout=300, capture_output=True)
+    record = json.loads((tmp_path / "pixel_env.json").read_text())
+    stages = {row["stage"]: row for row in record["rows"]}
+    assert stages["physics step"]["x_physics"] == 1.0
+    assert {"pygame render", "wrapper step: fast, diff", "wrapper step: pygame, stack",
+            "vector env: 2 x fast diff, async"} <= set(stages)
+    assert all(row["us_per_env_step"] > 0 for row in record["rows"])
+    assert "x raw physics" in (tmp_path / "pixel_env.md").read_text()

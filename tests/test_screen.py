@@ -56,3 +56,29 @@ def test_fast_renderer_matches_gymnasium_pygame_renderer(gray):
     per_state_far = (errors > 32).mean(axis=tuple(range(1, errors.ndim)))
     assert errors.mean() <= 2.0 and per_state_mae.max() <= 2.0, per_state_mae.max()
     assert (errors > 32).mean() <= 0.01 and per_state_far.max() <= 0.01, per_state_far.max()
+
+
+def test_fast_patches_are_a_pure_function_of_the_quantised_state():
+    """The memo never changes a patch: it equals a fresh drawing whatever came before."""
+    states = _states(np.random.default_rng(1))[:300]
+    memoised = FastPatchRenderer(CROP)
+    first = [memoised.render(state) for state in states]
+    again = [memoised.render(state) for state in states[::-1]][::-1]
+    small = FastPatchRenderer(CROP, memo_size=7)  # keeps clearing its memo
+    for state, a, b in zip(states, first, again, strict=True):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(a, small.render(state))
+    assert len(small._memo) <= 7
+    patch = memoised.render(states[0])
+    patch[:] = 0  # callers own the returned array
+    np.testing.assert_array_equal(memoised.render(states[0]), first[0])
+
+
+def test_nearby_states_share_a_patch_and_distant_ones_do_not():
+    fast = FastPatchRenderer(CROP)
+    state = np.array([0.13, 0.0, 0.05, 0.0])
+    near, tilted, moved = (state + np.array(d) for d in ([1e-5, 0, 1e-5, 0], [0, 0, 0.01, 0],
+                                                          [0.01, 0, 0, 0]))
+    np.testing.assert_array_equal(fast.render(state), fast.render(near))
+    assert np.any(fast.render(state) != fast.render(tilted))
+    assert np.any(fast.render(state) != fast.render(moved))

@@ -151,8 +151,8 @@ class EvalConfig:
 class ThreadsConfig:
     """TensorFlow thread pools, set before TensorFlow initialises (0 = one per core)."""
 
-    intra_op: int = 1
-    """Threads inside one op (matrix products); 1 is fastest for the small MLP on 2 cores."""
+    intra_op: int = 0
+    """Threads inside one op (convolutions, matrix products); 0 = one per core."""
     inter_op: int = 1
     """Ops run concurrently."""
 

@@ -8,7 +8,7 @@ from functools import partial
 
 import gymnasium as gym
 
-from pixel_dqn.envs.pixels import PixelObservation, frames_for
+from pixel_dqn.envs.pixels import PatchRenderer, PixelObservation, frames_for
 from pixel_dqn.envs.screen import CropWindow, FastPatchRenderer, PygamePatchRenderer
 
 VECTOR_MODES = ("sync", "async")
@@ -30,24 +30,37 @@ def make_single_env(
     return gym.make(id, render_mode=render_mode, **kwargs)
 
 
-def make_single_pixel_env(
-    id: str = "CartPole-v1",
-    max_episode_steps: int | None = None,
+def make_patch_renderer(
     renderer: str = "fast",
     band: Sequence[float] = (0.4, 0.8),
     window: float = 0.6,
     size: Sequence[int] = (40, 90),
     gray: bool = True,
-    obs_mode: str = "diff",
-    stack: int = 4,
-) -> gym.Env:
-    """One CartPole whose observations are uint8 patches around the cart (see PixelObservation)."""
+) -> PatchRenderer:
+    """The ``fast`` or ``pygame`` patch renderer for a crop window (see ``envs.screen``)."""
     if renderer not in RENDERERS:
         raise ValueError(f"unknown renderer {renderer!r}; valid: {', '.join(RENDERERS)}")
     crop = CropWindow(band=(float(band[0]), float(band[1])), window=float(window),
                       size=(int(size[0]), int(size[1])))
     renderer_class = FastPatchRenderer if renderer == "fast" else PygamePatchRenderer
-    patches = renderer_class(crop, gray)
+    return renderer_class(crop, gray)
+
+
+def make_single_pixel_env(
+    id: str = "CartPole-v1",
+    max_episode_steps: int | None = None,
+    renderer: str | PatchRenderer = "fast",
+    obs_mode: str = "diff",
+    stack: int = 4,
+    **crop_kwargs,
+) -> gym.Env:
+    """One CartPole whose observations are uint8 patches around the cart (see PixelObservation).
+
+    ``renderer`` is a name (``crop_kwargs`` then go to ``make_patch_renderer``) or a renderer
+    object, which several envs may share (the fast renderer memoises patches).
+    """
+    patches = make_patch_renderer(renderer, **crop_kwargs) if isinstance(renderer, str) else (
+        renderer)
     env = make_single_env(id, max_episode_steps, render_mode="rgb_array")
     return PixelObservation(env, patches, frames_for(obs_mode, stack))
 
@@ -76,7 +89,20 @@ def make_env(
 
 
 def make_pixel_env(
-    num_envs: int = 1, vector_mode: str = "sync", **pixel_kwargs
+    id: str = "CartPole-v1",
+    max_episode_steps: int | None = None,
+    num_envs: int = 1,
+    vector_mode: str = "sync",
+    renderer: str = "fast",
+    band: Sequence[float] = (0.4, 0.8),
+    window: float = 0.6,
+    size: Sequence[int] = (40, 90),
+    gray: bool = True,
+    obs_mode: str = "diff",
+    stack: int = 4,
 ) -> gym.vector.VectorEnv:
-    """Pixel CartPole as a vector env; ``pixel_kwargs`` go to ``make_single_pixel_env``."""
-    return vectorize(partial(make_single_pixel_env, **pixel_kwargs), num_envs, vector_mode)
+    """Pixel CartPole as a vector env, its sub-envs sharing one renderer (one patch memo)."""
+    patches = make_patch_renderer(renderer, band, window, size, gray)
+    factory = partial(make_single_pixel_env, id=id, max_episode_steps=max_episode_steps,
+                      renderer=patches, obs_mode=obs_mode, stack=stack)
+    return vectorize(factory, num_envs, vector_mode)

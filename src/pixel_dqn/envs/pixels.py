@@ -26,8 +26,9 @@ def frames_for(mode: str, stack: int) -> int:
 class PixelObservation(gym.Wrapper):
     """Replaces CartPole's state by the last patches of the screen around the cart.
 
-    The observation is ``frames`` uint8 patches, oldest first, along the channel axis (one byte
-    per pixel: the replay stores frames, never floats). ``diff`` and ``diff_current`` carry the
+    The observation is ``frames`` uint8 patches, oldest first, along a leading frame axis:
+    ``(frames, height, width)`` for gray, ``(frames, height, width, 3)`` for RGB (one byte per
+    pixel: the replay stores frames, never floats). ``diff`` and ``diff_current`` carry the
     previous and the current patch, and the network's first layer forms ``current - previous``
     (see ``pixel_state``); ``stack`` carries the last ``frames`` patches. On ``reset`` the
     history is refilled with the first patch, so the first diff of an episode is zero.
@@ -37,43 +38,41 @@ class PixelObservation(gym.Wrapper):
     def __init__(self, env: gym.Env, renderer: PatchRenderer, frames: int) -> None:
         super().__init__(env)
         self._renderer = renderer
-        height, width = renderer.shape[:2]
-        self._channels = 1 if len(renderer.shape) == 2 else renderer.shape[2]
-        self._history = np.zeros((height, width, frames * self._channels), np.uint8)
+        self._history = np.zeros((frames, *renderer.shape), np.uint8)
         self.observation_space = gym.spaces.Box(0, 255, self._history.shape, np.uint8)
-
-    def _patch(self) -> np.ndarray:
-        patch = self._renderer.patch(self.env)
-        return patch[..., None] if patch.ndim == 2 else patch
 
     def reset(self, **kwargs: Any) -> tuple[np.ndarray, dict]:
         _, info = self.env.reset(**kwargs)
-        self._history[:] = np.tile(self._patch(), (1, 1, self._history.shape[2] // self._channels))
+        self._history[:] = self._renderer.patch(self.env)
         return self._history.copy(), info
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict]:
         _, reward, terminated, truncated, info = self.env.step(action)
-        c = self._channels
-        self._history[..., :-c] = self._history[..., c:]  # drop the oldest patch
-        self._history[..., -c:] = self._patch()
+        self._history[:-1] = self._history[1:]  # drop the oldest patch
+        self._history[-1] = self._renderer.patch(self.env)
         return self._history.copy(), reward, terminated, truncated, info
 
 
 def pixel_state(frames: np.ndarray, mode: str, channels: int = 1) -> np.ndarray:
-    """What the network sees, from a batch of observations (..., H, W, frames * channels).
+    """What the network sees, channels last, from observations (..., frames, H, W[, channels]).
 
     ``diff``: current - previous, in [-1, 1]; ``diff_current``: the current patch in [0, 1] and
-    that diff; ``stack``: every patch in [0, 1]. Works on numpy arrays and on tensors.
+    that diff; ``stack``: every patch in [0, 1], oldest first. Works on numpy arrays and tensors.
     """
     import keras
 
-    x = keras.ops.cast(frames, "float32") / 255.0
+    ops = keras.ops
+    x = ops.cast(frames, "float32") / 255.0
+    if channels == 1:
+        x = ops.expand_dims(x, -1)
     if mode == "stack":
-        return x
-    previous, current = x[..., -2 * channels : -channels], x[..., -channels:]
-    diff = current - previous
-    if mode == "diff":
-        return diff
-    if mode == "diff_current":
-        return keras.ops.concatenate([current, diff], axis=-1)
-    raise ValueError(f"unknown observation mode {mode!r}; valid: {', '.join(OBS_MODES)}")
+        pass
+    elif mode in ("diff", "diff_current"):
+        diff = x[..., -1:, :, :, :] - x[..., -2:-1, :, :, :]
+        x = diff if mode == "diff" else ops.concatenate([x[..., -1:, :, :, :], diff], axis=-4)
+    else:
+        raise ValueError(f"unknown observation mode {mode!r}; valid: {', '.join(OBS_MODES)}")
+    # (..., frames, H, W, C) -> (..., H, W, frames * C): frames become channels, oldest first
+    x = ops.moveaxis(x, -4, -2)
+    lead = [-1 if d is None else d for d in x.shape[:-2]]
+    return ops.reshape(x, (*lead, x.shape[-2] * x.shape[-1]))

@@ -81,8 +81,19 @@ class FastPatchRenderer:
     # image coordinates (x - 0.5, SCREEN_HEIGHT - y - 0.5) in pixel-centre units
     _OFFSET = -0.5
 
-    def __init__(self, crop: CropWindow, gray: bool = True, supersample: int = 4) -> None:
+    def __init__(
+        self,
+        crop: CropWindow,
+        gray: bool = True,
+        supersample: int = 4,
+        x_steps: int = 4,
+        angle_steps: int = 1000,
+        memo_size: int = 16384,
+    ) -> None:
         self.crop = crop
+        self._x_steps, self._angle_steps = x_steps, angle_steps
+        self._memo: dict[tuple[int, int], np.ndarray] = {}
+        self._memo_size = memo_size
         self.shape = crop.size if gray else (*crop.size, 3)
         top, bottom = crop.rows
         height, width = crop.size
@@ -114,16 +125,27 @@ class FastPatchRenderer:
         return self.render(env.unwrapped.state)
 
     def render(self, state: np.ndarray) -> np.ndarray:
-        """The patch of the screen around the cart for a CartPole state."""
-        x, theta = float(state[0]), float(state[2])
+        """The patch of the screen around the cart for a CartPole state (a new array)."""
+        cart_x = float(state[0]) * self._scale + SCREEN_WIDTH / 2.0
+        # the window's left edge is a whole screen column: only the cart's position inside the
+        # window and the pole angle change the patch
+        key = (round((cart_x - self.crop.left(float(state[0]))) * self._x_steps),
+               round(float(state[2]) * self._angle_steps))
+        patch = self._memo.get(key)
+        if patch is None:
+            if len(self._memo) >= self._memo_size:
+                self._memo.clear()
+            patch = self._memo[key] = self.draw(key[0] / self._x_steps, key[1] / self._angle_steps)
+        return patch.copy()
+
+    def draw(self, cart_x: float, theta: float) -> np.ndarray:
+        """Draw the patch of a cart at column ``cart_x`` of the window, its pole at ``theta``."""
         sx, sy, one, offset = self._sx, self._sy, self._one, self._OFFSET
-        left = self.crop.left(x)
         base_row = SCREEN_HEIGHT + offset - self._top
 
         def point(px: float, py: float) -> tuple[int, int]:
-            return (round((px + offset - left) * sx * one), round((base_row - py) * sy * one))
+            return (round((px + offset) * sx * one), round((base_row - py) * sy * one))
 
-        cart_x = x * self._scale + SCREEN_WIDTH / 2.0
         half_w, half_h = CART_WIDTH / 2, CART_HEIGHT / 2
         cart = [point(cart_x + dx, CART_TOP_Y + dy)
                 for dx, dy in ((-half_w, -half_h), (-half_w, half_h), (half_w, half_h),
@@ -135,8 +157,8 @@ class FastPatchRenderer:
         pole = [point(cart_x + px * cos + py * sin, axle_y - px * sin + py * cos)
                 for px, py in ((-half_pole, -half_pole), (-half_pole, length - half_pole),
                                (half_pole, length - half_pole), (half_pole, -half_pole))]
-        # gymnasium draws the axle at integer pixel coordinates
-        centre = point(int(cart_x), int(axle_y))
+        # gymnasium draws the axle at integer pixel coordinates (the window starts on one)
+        centre = point(math.floor(cart_x), int(axle_y))
         radius = round(half_pole * sx * one)
 
         # Only the blocks under the cart and pole change: draw and downsample just those (whole
