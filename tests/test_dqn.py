@@ -41,8 +41,9 @@ def _agent(**overrides) -> DQNAgent:
 def _batches(num_batches: int = 2, batch_size: int = 16):
     buffer = ReplayBuffer(64, (4,), np.float32, np.random.default_rng(0))
     rng = np.random.default_rng(1)
-    buffer.add(rng.normal(size=(64, 4)), rng.integers(0, 2, 64), rng.normal(size=64),
-               rng.normal(size=(64, 4)), rng.random(64) < 0.1)
+    buffer.start_episodes([0], rng.normal(size=(1, 4)))
+    for _ in range(63):
+        buffer.add([0], rng.integers(0, 2, 1), rng.normal(size=1), rng.normal(size=(1, 4)), [False])
     return buffer.sample(batch_size, num_batches)
 
 
@@ -53,7 +54,8 @@ def _weights_equal(a, b) -> bool:
 def test_target_equals_online_after_sync_and_differs_after_an_update():
     agent = _agent()
     assert _weights_equal(agent.online, agent.target)
-    metrics = agent.update(_batches())
+    metrics, td_errors = agent.update(_batches())
+    assert td_errors.shape == (2, 16) and np.isfinite(td_errors).all()
     assert np.isfinite(metrics["loss"]) and np.isfinite(metrics["mean_q"])
     assert not _weights_equal(agent.online, agent.target)
     agent.sync_target()
@@ -77,7 +79,7 @@ def test_xla_and_graph_updates_agree():
     results = []
     for jit in (False, True):
         agent = _agent(jit_compile=jit)
-        results.append((agent.update(batches)["loss"], agent.online.get_weights()))
+        results.append((agent.update(batches)[0]["loss"], agent.online.get_weights()))
     assert results[0][0] == pytest.approx(results[1][0], rel=1e-4)
     for a, b in zip(results[0][1], results[1][1], strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
@@ -106,3 +108,23 @@ def test_fused_update_equals_sequential_single_steps():
     assert int(fused.optimizer.iterations) == int(sequential.optimizer.iterations) == 3
     for a, b in zip(fused.online.get_weights(), sequential.online.get_weights(), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+
+
+def test_zero_importance_weights_leave_the_network_unchanged():
+    agent = _agent()
+    batches = _batches(num_batches=1)
+    before = [w.copy() for w in agent.online.get_weights()]
+    agent.update(batches._replace(weights=np.zeros_like(batches.weights)))
+    for old, new in zip(before, agent.online.get_weights(), strict=True):
+        np.testing.assert_array_equal(old, new)
+
+
+def test_td_errors_are_target_minus_q_of_the_taken_action():
+    agent = _agent(double_dqn=False)
+    batches = _batches(num_batches=1)
+    q_next = agent.target(batches.next_obs[0]).numpy().max(axis=1)
+    q_taken = np.take_along_axis(agent.online(batches.obs[0]).numpy(),
+                                 batches.actions[0][:, None].astype(int), axis=1)[:, 0]
+    targets = batches.rewards[0] + batches.discounts[0] * (1 - batches.terminated[0]) * q_next
+    _, td_errors = agent.update(batches)
+    np.testing.assert_allclose(td_errors[0], targets - q_taken, rtol=1e-5, atol=1e-5)

@@ -61,24 +61,38 @@ def test_evaluate_script_rejects_a_missing_run_dir_in_one_line(tmp_path):
 
 
 def test_truncated_steps_are_stored_as_bootstrapping(compose_config, tmp_path, monkeypatch):
-    stored = []
+    stored, starts, buffers = [], [], []
 
     class RecordingBuffer(ReplayBuffer):
-        def add(self, obs, actions, rewards, next_obs, terminated):
-            stored.extend(zip(map(tuple, obs), map(tuple, next_obs), terminated, strict=True))
-            super().add(obs, actions, rewards, next_obs, terminated)
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            buffers.append(self)
+
+        def add(self, env_ids, actions, rewards, next_obs, terminated):
+            stored.extend(zip(map(tuple, next_obs), terminated, strict=True))
+            super().add(env_ids, actions, rewards, next_obs, terminated)
+
+        def start_episodes(self, env_ids, obs):
+            starts.extend(map(tuple, obs))
+            super().start_episodes(env_ids, obs)
 
     monkeypatch.setattr(training, "ReplayBuffer", RecordingBuffer)
-    cfg = compose_config(*STATE_SMOKE_OVERRIDES, "env.max_episode_steps=15", "env.num_envs=3")
+    cfg = compose_config(*STATE_SMOKE_OVERRIDES, "env.max_episode_steps=15", "env.num_envs=3",
+                         "trainer.buffer_size=1000")
     training.train(cfg, tmp_path)
     lengths = np.array([int(r["length"]) for r in _rows(tmp_path) if r["kind"] == "train"])
     assert (lengths == 15).sum() > 3 and (lengths < 15).sum() > 3  # truncations and terminations
-    terminals = sum(1 for *_, t in stored if t)
+    terminals = sum(1 for _, t in stored if t)
     terminals_at_limit = terminals - (lengths < 15).sum()
     assert 0 <= terminals_at_limit < (lengths == 15).sum()  # truncation is not a terminal
-    # the autoreset step (terminal obs -> reset obs) is never stored as a transition
-    terminal_states = {next_obs for _, next_obs, t in stored if t}
-    assert not any(obs in terminal_states for obs, _, _ in stored)
+    # the autoreset step (terminal obs -> reset obs) is never a transition: every env step is
+    # stored once, and each finished episode starts a new one from its reset observation
+    timing = json.loads((tmp_path / "timing.json").read_text())
+    assert len(stored) == timing["env_steps"] and len(starts) >= 3 + len(lengths) - 3
+    batch = buffers[0].sample(2000)
+    final_states = {obs for obs, t in stored if t}
+    assert not any(tuple(obs) in final_states for obs in batch.obs)
+    assert {tuple(obs) for obs in batch.obs} & set(starts)  # episodes do begin at resets
 
 
 @pytest.mark.parametrize("renderer", ["fast", "pygame"])

@@ -70,6 +70,8 @@ class MLPConfig:
     """Units of each hidden layer."""
     activation: str = "relu"
     """Keras activation name for hidden layers."""
+    dueling: bool = False
+    """Dueling head: Q = V + A - mean(A), from separate value and advantage streams."""
 
 
 @dataclass
@@ -90,6 +92,8 @@ class CNNConfig:
     """Stride of each convolution."""
     dense_sizes: list[int] = field(default_factory=lambda: [256])
     """Units of the dense layers after the convolutions."""
+    dueling: bool = False
+    """Dueling head: Q = V + A - mean(A), from separate value and advantage streams."""
 
 
 @dataclass
@@ -133,6 +137,16 @@ class DQNConfig:
     """Env steps over which epsilon decays linearly."""
     jit_compile: bool = True
     """XLA-compile the fused update (faster for small MLPs on CPU: measure for your model)."""
+    n_step: int = 1
+    """Steps of reward summed before bootstrapping (1 = one-step TD)."""
+    prioritized: bool = False
+    """Proportional prioritized replay (sum tree) with importance-sampling weights."""
+    priority_alpha: float = 0.6
+    """How much priorities skew sampling: 0 is uniform."""
+    priority_beta_initial: float = 0.4
+    """Importance-weight exponent at the start; annealed linearly to 1 at ``total_steps``."""
+    priority_eps: float = 1e-6
+    """Added to |TD error| so no transition's priority is zero."""
 
 
 @dataclass
@@ -279,3 +293,8 @@ def _validate_dqn(t: DictConfig) -> None:
              f"<= trainer.buffer_size ({t.buffer_size})")
     _require(t.learning_starts >= t.batch_size, "trainer.learning_starts", t.learning_starts,
              f">= trainer.batch_size ({t.batch_size})")
+    _require(t.n_step >= 1, "trainer.n_step", t.n_step, "an integer >= 1")
+    _require(t.priority_alpha >= 0, "trainer.priority_alpha", t.priority_alpha, ">= 0")
+    _require(0 <= t.priority_beta_initial <= 1, "trainer.priority_beta_initial",
+             t.priority_beta_initial, "in [0, 1]")
+    _require(t.priority_eps > 0, "trainer.priority_eps", t.priority_eps, "> 0")

@@ -16,14 +16,31 @@ def build_mlp(
     num_actions: int,
     hidden_sizes: Sequence[int] = (256, 256),
     activation: str = "relu",
+    dueling: bool = False,
 ) -> keras.Model:
     """Fully connected network mapping an observation to one Q-value per action."""
     inputs = keras.Input(shape=tuple(obs_shape), name="obs")
     x = keras.layers.Flatten()(inputs) if len(obs_shape) > 1 else inputs
     for i, units in enumerate(hidden_sizes):
         x = keras.layers.Dense(int(units), activation=activation, name=f"hidden_{i}")(x)
-    q_values = keras.layers.Dense(num_actions, name="q_values")(x)
-    return keras.Model(inputs, q_values, name="mlp_q_network")
+    return keras.Model(inputs, q_head(x, num_actions, dueling), name="mlp_q_network")
+
+
+@keras.saving.register_keras_serializable(package="pixel_dqn")
+class DuelingCombine(keras.layers.Layer):
+    """``Q = V + A - mean_a(A)`` from a value (batch, 1) and advantages (batch, actions)."""
+
+    def call(self, value, advantages):
+        return value + advantages - keras.ops.mean(advantages, axis=-1, keepdims=True)
+
+
+def q_head(features, num_actions: int, dueling: bool = False):
+    """The output layer(s): Q-values directly, or a dueling value and advantage stream."""
+    if not dueling:
+        return keras.layers.Dense(num_actions, name="q_values")(features)
+    value = keras.layers.Dense(1, name="value")(features)
+    advantages = keras.layers.Dense(num_actions, name="advantages")(features)
+    return DuelingCombine(name="q_values")(value, advantages)
 
 
 @keras.saving.register_keras_serializable(package="pixel_dqn")
@@ -51,6 +68,7 @@ def build_cnn(
     kernel_sizes: Sequence[int] = (5, 5, 5),
     strides: Sequence[int] = (2, 2, 2),
     dense_sizes: Sequence[int] = (256,),
+    dueling: bool = False,
 ) -> keras.Model:
     """Convolutional Q-network over uint8 patch stacks; the diff is formed inside the model."""
     inputs = keras.Input(shape=tuple(obs_shape), dtype="uint8", name="frames")
@@ -61,8 +79,7 @@ def build_cnn(
     x = keras.layers.Flatten()(x)
     for i, units in enumerate(dense_sizes):
         x = keras.layers.Dense(int(units), activation="relu", name=f"dense_{i}")(x)
-    q_values = keras.layers.Dense(num_actions, name="q_values")(x)
-    return keras.Model(inputs, q_values, name="cnn_q_network")
+    return keras.Model(inputs, q_head(x, num_actions, dueling), name="cnn_q_network")
 
 
 def greedy_policy(q_network: keras.Model) -> Callable[[np.ndarray], np.ndarray]:

@@ -16,7 +16,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from pixel_dqn.agents.dqn import DQNAgent
-from pixel_dqn.config import DQNConfig, validate
+from pixel_dqn.config import DQNConfig, PixelEnvConfig, validate
 from pixel_dqn.envs.display import VirtualDisplay
 from pixel_dqn.evaluation import EVAL_FILE, MODEL_FILE, RUN_CONFIG_FILE, EvalResult, run_episodes
 from pixel_dqn.metrics import MetricsWriter, Progress
@@ -72,7 +72,12 @@ def train(
     )
     agent = DQNAgent(build_q_network, int(action_space.n), hparams, total_gradient_steps)
     buffer = ReplayBuffer(
-        hparams.buffer_size, obs_space.shape, obs_space.dtype, np.random.default_rng(seeds.replay)
+        hparams.buffer_size, obs_space.shape, obs_space.dtype, np.random.default_rng(seeds.replay),
+        num_envs=envs.num_envs,
+        # pixel observations are frame stacks: the replay stores each frame once
+        history=obs_space.shape[0] if cfg.env._target_ == PixelEnvConfig._target_ else None,
+        n_step=hparams.n_step, gamma=hparams.gamma, prioritized=hparams.prioritized,
+        alpha=hparams.priority_alpha, priority_eps=hparams.priority_eps,
     )
 
     def evaluate(episodes: int, index: int) -> EvalResult:
@@ -107,7 +112,9 @@ def _run_loop(cfg, hparams, envs, agent, buffer, seeds, evaluate, writer, progre
     epsilon_at = LinearSchedule(
         hparams.exploration_initial_eps, hparams.exploration_final_eps, hparams.exploration_steps
     )
+    beta_at = LinearSchedule(hparams.priority_beta_initial, 1.0, cfg.total_steps)
     obs, _ = envs.reset(seed=[seeds.env + i for i in range(num_envs)])
+    buffer.start_episodes(np.arange(num_envs), obs)
     episode_return = np.zeros(num_envs)
     episode_length = np.zeros(num_envs, dtype=np.int64)
     autoreset = np.zeros(num_envs, dtype=bool)
@@ -130,9 +137,12 @@ def _run_loop(cfg, hparams, envs, agent, buffer, seeds, evaluate, writer, progre
         # CRUCIAL: in gymnasium 1.x a finished sub-env is reset by the NEXT step call; that step
         # carries no transition and must not be stored or counted.
         live = ~autoreset
-        # Store `terminated`, not `terminated | truncated`: a time-limit truncation bootstraps.
+        # Store `terminated`, not `terminated | truncated`: a time-limit truncation bootstraps
+        # (the reset slot that follows it is what ends its n-step sums).
         with timer.phase("replay_add"):
-            buffer.add(obs[live], actions[live], rewards[live], next_obs[live], terminated[live])
+            buffer.add(np.flatnonzero(live), actions[live], rewards[live], next_obs[live],
+                       terminated[live])
+            buffer.start_episodes(np.flatnonzero(autoreset), next_obs[autoreset])
         new_steps = int(live.sum())
         step += new_steps
         since_train += new_steps
@@ -156,12 +166,15 @@ def _run_loop(cfg, hparams, envs, agent, buffer, seeds, evaluate, writer, progre
         if step >= hparams.learning_starts and since_train >= hparams.train_freq:
             phases, since_train = divmod(since_train, hparams.train_freq)
             with timer.phase("replay_sample"):
-                batches = buffer.sample(hparams.batch_size, phases * hparams.gradient_steps)
+                batches = buffer.sample(hparams.batch_size, phases * hparams.gradient_steps,
+                                        beta=beta_at(step))
             # the target moves only at the end of a training phase (it cannot drift between)
             sync = since_sync >= hparams.target_update_interval
             since_sync = 0 if sync else since_sync
             with timer.phase("train_step"):
-                last = agent.update(batches, sync_target=sync)
+                last, td_errors = agent.update(batches, sync_target=sync)
+            with timer.phase("replay_sample"):
+                buffer.update_priorities(batches.indices, td_errors)
         if step >= next_eval:
             next_eval += cfg.eval.every_steps
             with timer.phase("evaluation"):

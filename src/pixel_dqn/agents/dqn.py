@@ -18,9 +18,12 @@ def td_targets(
     terminated: tf.Tensor,
     next_q_target: tf.Tensor,
     next_q_online: tf.Tensor | None,
-    gamma: float | tf.Tensor,
+    discounts: float | tf.Tensor,
 ) -> tf.Tensor:
-    """One-step TD targets ``r + gamma * (1 - terminated) * Q_target(s', a*)``.
+    """TD targets ``r + discount * (1 - terminated) * Q_target(s', a*)``.
+
+    For n-step returns ``r`` is the discounted sum of up to n rewards and ``discount`` is
+    ``gamma ** m`` for the m steps it covers (``gamma`` for one-step TD).
 
     With ``next_q_online`` (Double DQN) ``a*`` is the online network's argmax and the target
     network evaluates it; without, ``a*`` is the target network's own argmax (vanilla DQN).
@@ -30,7 +33,7 @@ def td_targets(
     selector = next_q_target if next_q_online is None else next_q_online
     next_actions = tf.argmax(selector, axis=1, output_type=tf.int32)
     next_values = tf.gather(next_q_target, next_actions, axis=1, batch_dims=1)
-    return rewards + gamma * (1.0 - terminated) * next_values
+    return rewards + discounts * (1.0 - terminated) * next_values
 
 
 class DQNAgent:
@@ -78,57 +81,69 @@ class DQNAgent:
             return actions  # skip the network call while exploring
         return np.where(explore, actions, self.greedy_actions(obs)).astype(np.int32)
 
-    def update(self, batches: Batch, sync_target: bool = False) -> dict[str, float]:
+    def update(
+        self, batches: Batch, sync_target: bool = False
+    ) -> tuple[dict[str, float], np.ndarray]:
         """Run one gradient step per leading-axis entry of ``batches`` in a single graph call.
 
         All batches of a training phase are drawn before the first step; the buffer does not
         change within a phase, so this equals sampling before each step. With ``sync_target``
         the target update of ``sync_target()`` follows the last step inside the same call
         (a separate graph call costs as much as several gradient steps on a small CPU).
+        Returns the mean loss and Q-value, and each sampled transition's TD error (same shape
+        as ``batches.actions``) for prioritized replay.
         """
-        loss, mean_q = self._fused_update(
+        loss, mean_q, td_errors = self._fused_update(
             tf.convert_to_tensor(batches.obs),
             tf.convert_to_tensor(batches.actions, tf.int32),
             tf.convert_to_tensor(batches.rewards, tf.float32),
             tf.convert_to_tensor(batches.next_obs),
             tf.convert_to_tensor(batches.terminated, tf.float32),
+            tf.convert_to_tensor(batches.discounts, tf.float32),
+            tf.convert_to_tensor(batches.weights, tf.float32),
             tf.constant(sync_target),
         )
-        return {"loss": float(loss), "mean_q": float(mean_q)}
+        return {"loss": float(loss), "mean_q": float(mean_q)}, td_errors.numpy()
 
     def sync_target(self) -> None:
         """``target <- tau * online + (1 - tau) * target``; tau 1 is a hard copy."""
         self._sync()
 
-    def _train_step(self, obs, actions, rewards, next_obs, terminated):
+    def _train_step(self, obs, actions, rewards, next_obs, terminated, discounts, weights):
         next_q_target = self.target(next_obs, training=False)
         next_q_online = self.online(next_obs, training=False) if self.hparams.double_dqn else None
         targets = tf.stop_gradient(
-            td_targets(rewards, terminated, next_q_target, next_q_online, self.hparams.gamma)
+            td_targets(rewards, terminated, next_q_target, next_q_online, discounts)
         )
         with tf.GradientTape() as tape:
             q_values = self.online(obs, training=True)
             q_taken = tf.gather(q_values, actions, axis=1, batch_dims=1)
-            loss = tf.reduce_mean(_huber(targets - q_taken, self.hparams.huber_delta))
+            td_errors = targets - q_taken
+            # importance weights undo prioritized sampling's bias (all ones when uniform)
+            loss = tf.reduce_mean(weights * _huber(td_errors, self.hparams.huber_delta))
         variables = self.online.trainable_variables
         grads = tape.gradient(loss, variables)
         self.optimizer.apply_gradients(zip(grads, variables, strict=True))
-        return loss, tf.reduce_mean(q_taken)
+        return loss, tf.reduce_mean(q_taken), td_errors
 
-    def _fused_update_graph(self, obs, actions, rewards, next_obs, terminated, sync_target):
+    def _fused_update_graph(self, obs, actions, rewards, next_obs, terminated, discounts,
+                            weights, sync_target):
         steps = tf.shape(actions)[0]
         total_loss = tf.constant(0.0)
         total_q = tf.constant(0.0)
+        all_td_errors = tf.TensorArray(tf.float32, size=steps, element_shape=actions.shape[1:])
         for i in tf.range(steps):
-            loss, mean_q = self._train_step(
-                obs[i], actions[i], rewards[i], next_obs[i], terminated[i]
+            loss, mean_q, td_errors = self._train_step(
+                obs[i], actions[i], rewards[i], next_obs[i], terminated[i], discounts[i],
+                weights[i]
             )
             total_loss += loss
             total_q += mean_q
+            all_td_errors = all_td_errors.write(i, td_errors)
         if sync_target:
             self._sync_graph()
         count = tf.cast(steps, tf.float32)
-        return total_loss / count, total_q / count
+        return total_loss / count, total_q / count, all_td_errors.stack()
 
     def _sync_graph(self):
         for target_var, online_var in zip(

@@ -1,0 +1,36 @@
+import keras
+import numpy as np
+import pytest
+
+from pixel_dqn.networks import build_cnn, build_mlp
+
+
+@pytest.mark.parametrize(("mode", "frames"), [("diff", 2), ("diff_current", 2), ("stack", 4)])
+@pytest.mark.parametrize("gray", [True, False])
+def test_cnn_maps_each_observation_mode_to_one_q_value_per_action(mode, frames, gray):
+    shape = (frames, 40, 90) if gray else (frames, 40, 90, 3)
+    model = build_cnn(shape, 2, obs_mode=mode, gray=gray)
+    channels = {"diff": 1, "diff_current": 2, "stack": frames}[mode] * (1 if gray else 3)
+    assert model.get_layer("pixel_state").output.shape == (None, 40, 90, channels)
+    obs = np.random.default_rng(0).integers(0, 256, (5, *shape), dtype=np.uint8)
+    assert model(obs).shape == (5, 2) and model.output_shape == (None, 2)
+
+
+def test_dueling_head_is_value_plus_mean_subtracted_advantages():
+    model = build_mlp((4,), 3, [8], dueling=True)
+    obs = np.random.default_rng(0).normal(size=(6, 4)).astype(np.float32)
+    features = keras.Model(model.inputs, model.get_layer("hidden_0").output)(obs)
+    value = np.asarray(model.get_layer("value")(features))
+    advantages = np.asarray(model.get_layer("advantages")(features))
+    expected = value + advantages - advantages.mean(axis=1, keepdims=True)
+    np.testing.assert_allclose(np.asarray(model(obs)), expected, rtol=1e-5, atol=1e-6)
+    # the mean advantage is zero, so the Q-values' mean over actions is the value
+    np.testing.assert_allclose(np.asarray(model(obs)).mean(axis=1), value[:, 0], atol=1e-5)
+
+
+def test_dueling_cnn_saves_and_loads(tmp_path):
+    model = build_cnn((2, 40, 90), 2, dueling=True)
+    model.save(tmp_path / "model.keras")
+    loaded = keras.models.load_model(tmp_path / "model.keras")
+    obs = np.random.default_rng(0).integers(0, 256, (3, 2, 40, 90), dtype=np.uint8)
+    np.testing.assert_allclose(np.asarray(loaded(obs)), np.asarray(model(obs)), rtol=1e-6)
