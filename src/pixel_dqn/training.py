@@ -92,6 +92,8 @@ def train(
     progress = Progress(cfg.total_steps, cfg.progress_interval_s)
     try:
         timing = _run_loop(cfg, hparams, envs, agent, buffer, seeds, evaluate, writer, progress)
+        timing["replay"] = {"capacity": buffer.capacity, "bytes": buffer.nbytes,
+                            "bytes_per_step": buffer.bytes_per_step}
         final = evaluate(cfg.eval.final_episodes, index=-1)
     finally:
         progress.close()

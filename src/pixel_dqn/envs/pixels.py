@@ -62,16 +62,20 @@ def pixel_state(frames: np.ndarray, mode: str, channels: int = 1) -> np.ndarray:
     import keras
 
     ops = keras.ops
-    x = ops.cast(frames, "float32") / 255.0
-    if channels == 1:
-        x = ops.expand_dims(x, -1)
-    if mode == "stack":
-        pass
-    elif mode in ("diff", "diff_current"):
-        diff = x[..., -1:, :, :, :] - x[..., -2:-1, :, :, :]
-        x = diff if mode == "diff" else ops.concatenate([x[..., -1:, :, :, :], diff], axis=-4)
-    else:
+    if mode not in OBS_MODES:
         raise ValueError(f"unknown observation mode {mode!r}; valid: {', '.join(OBS_MODES)}")
+    if mode == "diff" and channels == 1:
+        # the default, on the hot path: no transpose (a frame is already channels-last)
+        diff = ops.cast(frames[..., -1, :, :], "float32") - ops.cast(frames[..., -2, :, :],
+                                                                     "float32")
+        return ops.expand_dims(diff * (1.0 / 255.0), -1)
+    x = ops.cast(frames, "float32") * (1.0 / 255.0)
+    if channels == 1:
+        x = ops.expand_dims(x, -1)  # (..., frames, H, W, 1)
+    if mode != "stack":
+        current, previous = x[..., -1:, :, :, :], x[..., -2:-1, :, :, :]
+        x = current - previous if mode == "diff" else ops.concatenate(
+            [current, current - previous], axis=-4)
     # (..., frames, H, W, C) -> (..., H, W, frames * C): frames become channels, oldest first
     x = ops.moveaxis(x, -4, -2)
     lead = [-1 if d is None else d for d in x.shape[:-2]]
