@@ -34,29 +34,3 @@ def test_dueling_cnn_saves_and_loads(tmp_path):
     loaded = keras.models.load_model(tmp_path / "model.keras")
     obs = np.random.default_rng(0).integers(0, 256, (3, 2, 40, 90), dtype=np.uint8)
     np.testing.assert_allclose(np.asarray(loaded(obs)), np.asarray(model(obs)), rtol=1e-6)
-
-
-def test_patch_embedding_equals_a_convolution_with_stride_equal_to_kernel(tmp_path):
-    from pixel_dqn.networks import PatchEmbedding
-
-    images = np.random.default_rng(0).normal(size=(3, 41, 92, 2)).astype(np.float32)
-    embedding = PatchEmbedding((4, 5), 6, activation="linear")
-    out = np.asarray(embedding(images))
-    assert out.shape == (3, 10, 18, 6)  # the rows and columns that fill no tile are dropped
-    conv = keras.layers.Conv2D(6, (4, 5), strides=(4, 5))
-    conv.build(images.shape)
-    kernel, bias = embedding.dense.get_weights()
-    conv.set_weights([kernel.reshape(4, 5, 2, 6), bias])
-    np.testing.assert_allclose(out, np.asarray(conv(images)), rtol=1e-4, atol=1e-4)
-
-
-def test_cnn_computes_stride_equal_kernel_convolutions_as_patch_embeddings(tmp_path):
-    model = build_cnn((2, 40, 90), 2, filters=[8, 16], kernel_sizes=[4, 3], strides=[4, 2],
-                      dense_sizes=[32], dueling=True)
-    assert type(model.get_layer("conv_0")).__name__ == "PatchEmbedding"
-    assert model.get_layer("conv_0").output.shape == (None, 10, 22, 8)
-    assert type(model.get_layer("conv_1")).__name__ == "Conv2D"
-    model.save(tmp_path / "model.keras")
-    loaded = keras.models.load_model(tmp_path / "model.keras")
-    obs = np.random.default_rng(0).integers(0, 256, (3, 2, 40, 90), dtype=np.uint8)
-    np.testing.assert_allclose(np.asarray(loaded(obs)), np.asarray(model(obs)), rtol=1e-5)

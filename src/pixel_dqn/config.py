@@ -89,7 +89,7 @@ class CNNConfig:
     kernel_sizes: list[int] = field(default_factory=lambda: [5, 5, 5])
     """Kernel size of each convolution."""
     strides: list[int] = field(default_factory=lambda: [2, 2, 2])
-    """Stride of each convolution; stride = kernel size is computed as a fast matrix product."""
+    """Stride of each convolution."""
     dense_sizes: list[int] = field(default_factory=lambda: [256])
     """Units of the dense layers after the convolutions."""
     dueling: bool = False
