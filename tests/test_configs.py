@@ -91,7 +91,7 @@ def test_out_of_range_values_fail_with_one_line_naming_the_key(compose_config, o
         (("env.band=[0.8,0.4]",), "env.band"),
         (("env.window=0",), "env.window"),
         (("env.size=[8,8]",), "env.size"),  # too small for three 5x5 stride-2 convolutions
-        (("model.strides=[2,2]",), "model.strides"),
+        (("model.strides=[2]",), "model.strides"),
     ],
 )
 def test_bad_pixel_values_fail_with_one_line_naming_the_key(compose_config, overrides, key):
