@@ -143,3 +143,17 @@ def test_prioritized_replay_prefers_large_errors_and_weights_correct_for_it():
     np.testing.assert_allclose(heavy, 1 / 9, rtol=1e-4)  # (N P)^-1, over the batch maximum
     np.testing.assert_allclose(light, 1.0, rtol=1e-4)
     assert np.all(buffer.sample(100, beta=0.0).weights == 1.0)
+
+
+def test_sum_tree_sums_stay_consistent_under_repeated_batched_updates():
+    rng = np.random.default_rng(0)
+    tree = SumTree(37)
+    values = np.zeros(37)
+    for _ in range(50):
+        indices = rng.integers(0, 37, size=16)  # with repeats
+        priorities = rng.random(16)
+        tree.update(indices, priorities)
+        for index, priority in zip(indices, priorities, strict=True):
+            values[index] = priority
+        np.testing.assert_allclose(tree.get(np.arange(37)), values)
+        assert tree.total == pytest.approx(values.sum())

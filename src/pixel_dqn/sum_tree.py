@@ -33,12 +33,10 @@ class SumTree:
             raise ValueError("priorities must be finite and non-negative")
         nodes = self._leaves + indices
         self._nodes[nodes] = priorities
-        nodes = np.unique(nodes // 2)
-        while nodes[0] >= 1:
+        for _ in range(self._leaves.bit_length() - 1):  # one level up at a time, to the root
+            nodes //= 2
+            # a repeated parent is written twice with the same sum: no need to deduplicate
             self._nodes[nodes] = self._nodes[2 * nodes] + self._nodes[2 * nodes + 1]
-            if nodes[0] == 1:
-                break
-            nodes = np.unique(nodes // 2)
 
     def find(self, masses: np.ndarray) -> np.ndarray:
         """For each mass in [0, total), the leaf where the running sum of priorities passes it."""
