@@ -157,3 +157,13 @@ def test_sum_tree_sums_stay_consistent_under_repeated_batched_updates():
             values[index] = priority
         np.testing.assert_allclose(tree.get(np.arange(37)), values)
         assert tree.total == pytest.approx(values.sum())
+
+
+def test_length_counts_transitions_not_reset_frames_as_the_ring_wraps():
+    buffer = ReplayBuffer(6, (4,), np.float32, np.random.default_rng(0))
+    _state_episode(buffer, 0.0, [1.0, 1.0], terminal=True)  # slots: reset, t, t
+    assert len(buffer) == 2
+    _state_episode(buffer, 10.0, [1.0, 1.0, 1.0], terminal=False)  # reset + 3: wraps by 1
+    assert len(buffer) == 5  # the first episode's reset frame was overwritten, not a transition
+    _state_episode(buffer, 20.0, [1.0], terminal=False)  # overwrites two transitions
+    assert len(buffer) == 4

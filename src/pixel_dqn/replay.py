@@ -82,6 +82,7 @@ class ReplayBuffer:
         self._start = np.zeros(shape, np.int64)  # the slot where the episode began
         self._written = np.zeros(num_envs, np.int64)  # slots written so far, per env
         self._episode_start = np.full(num_envs, -1, np.int64)
+        self._transitions = 0  # stored slots that are not reset frames (kept, not recounted)
         self._tree = SumTree(num_envs * self._slots) if prioritized else None
         self._alpha = alpha
         self._priority_eps = priority_eps
@@ -89,8 +90,7 @@ class ReplayBuffer:
 
     def __len__(self) -> int:
         """Transitions that can be sampled (slots holding a reset frame do not count)."""
-        live = np.minimum(self._written, self._slots)
-        return int(live.sum() - self._first[:, : live.max(initial=0)].sum()) if live.any() else 0
+        return self._transitions
 
     @property
     def nbytes(self) -> int:
@@ -137,6 +137,8 @@ class ReplayBuffer:
 
     def _write(self, env_ids: np.ndarray, t: np.ndarray, obs: np.ndarray, first: bool) -> None:
         pos = t % self._slots
+        overwritten = (t >= self._slots) & ~self._first[env_ids, pos]
+        self._transitions += (0 if first else len(env_ids)) - int(overwritten.sum())
         self._frames[env_ids, pos] = obs[:, -1] if self._history is not None else obs
         self._first[env_ids, pos] = first
         self._start[env_ids, pos] = t if first else self._episode_start[env_ids]
