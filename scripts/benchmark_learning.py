@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -27,6 +28,7 @@ SOLVED = 475.0
 
 def run_seed(name: str, seed: int, overrides: list[str]) -> dict:
     run_dir = ROOT / "outputs" / "benchmarks" / name / f"seed{seed}"
+    shutil.rmtree(run_dir, ignore_errors=True)  # train from scratch: a run dir would resume
     command = [sys.executable, str(ROOT / "scripts" / "train.py"), *overrides, f"seed={seed}",
                f"hydra.run.dir={run_dir}", "progress_interval_s=60"]
     start = time.perf_counter()

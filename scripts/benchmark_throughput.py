@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -34,6 +35,7 @@ def main() -> None:
     parser.add_argument("overrides", nargs="*", help="Hydra overrides passed to scripts/train.py")
     args = parser.parse_args()
     run_dir = ROOT / "outputs" / "benchmarks" / args.name
+    shutil.rmtree(run_dir, ignore_errors=True)  # train from scratch: a run dir would resume
     command = [sys.executable, str(ROOT / "scripts" / "train.py"), *args.overrides,
                f"total_steps={args.steps}", f"eval.every_steps={args.steps + 1}",
                "eval.final_episodes=1", f"hydra.run.dir={run_dir}", "progress_interval_s=60"]

@@ -1,5 +1,8 @@
+import subprocess
+import sys
+
 import pytest
-from conftest import CONF_DIR, STATE
+from conftest import CONF_DIR, ROOT, STATE
 from hydra.errors import ConfigCompositionException
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
@@ -73,6 +76,11 @@ def test_unknown_key_is_rejected(compose_config):
         ("model.hidden_sizes=[64,0]", "model.hidden_sizes"),
         ("threads.intra_op=-1", "threads.intra_op"),
         ("env.vector_mode=threads", "env.vector_mode"),
+        ("trainer.optimizer=adagrad", "trainer.optimizer"),
+        ("trainer.n_step=0", "trainer.n_step"),
+        ("checkpoint.keep=0", "checkpoint.keep"),
+        ("checkpoint.every_steps=0", "checkpoint.every_steps"),
+        ("env.vector_mode=async", "env.vector_mode"),  # async envs cannot be checkpointed
     ],
 )
 def test_out_of_range_values_fail_with_one_line_naming_the_key(compose_config, override, key):
@@ -92,6 +100,7 @@ def test_out_of_range_values_fail_with_one_line_naming_the_key(compose_config, o
         (("env.window=0",), "env.window"),
         (("env.size=[8,8]",), "env.size"),  # too small for three 5x5 stride-2 convolutions
         (("model.strides=[2]",), "model.strides"),
+        (("env.follow=1.5",), "env.follow"),
     ],
 )
 def test_bad_pixel_values_fail_with_one_line_naming_the_key(compose_config, overrides, key):
@@ -108,3 +117,35 @@ def test_bad_pixel_values_fail_with_one_line_naming_the_key(compose_config, over
 def test_a_model_that_does_not_fit_the_env_is_rejected(compose_config, overrides):
     with pytest.raises(ConfigError, match="does not fit this env"):
         validate(compose_config(*overrides))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "named"),
+    [
+        (("trainer.gamma=1.5",), "trainer.gamma="),
+        (("trainer.learning_starts=8",), "trainer.learning_starts="),
+        (("env.renderer=opengl",), "env.renderer="),
+        (("env=cartpole_state",), "model=cnn"),  # a CNN on the state env
+        (("env.band=[0.2,1.5]",), "env.band="),
+        (("env.size=[10,10]",), "env.size="),
+        (("hydra.run.dir=/proc/no/such/dir",), "/proc/no/such/dir"),
+    ],
+)
+def test_train_rejects_bad_configs_before_training_in_one_line(tmp_path, overrides, named):
+    run_dir = () if any(o.startswith("hydra.run.dir") for o in overrides) else (
+        f"hydra.run.dir={tmp_path / 'run'}",)
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "train.py"), *overrides,
+                           *run_dir], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and named in lines[0]
+    assert not (tmp_path / "run" / "metrics.csv").exists()
+
+
+def test_an_unknown_option_gets_hydras_readable_error(tmp_path):
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "train.py"), "env=atari",
+                           f"hydra.run.dir={tmp_path}"], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 1
+    assert "Could not find 'env/atari'" in proc.stderr and "cartpole_pixels" in proc.stderr
+    assert "Traceback" not in proc.stderr

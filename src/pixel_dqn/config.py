@@ -13,6 +13,8 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig
 
+OPTIMIZERS = ("adam", "rmsprop")
+
 
 class ConfigError(ValueError):
     """A user-facing configuration mistake; the message is one line naming the key."""
@@ -50,6 +52,9 @@ class PixelEnvConfig(EnvConfig):
     """Top and bottom of the cropped band, as fractions of the screen height."""
     window: float = 0.6
     """Width of the window around the cart, as a fraction of the screen width."""
+    follow: float = 1.0
+    """How far the window follows the cart: 1 centres it on the cart, 0.5 moves it half as
+    far (the cart's place in the patch then shows its position on the track)."""
     size: list[int] = field(default_factory=lambda: [40, 90])
     """Patch height and width after area resizing."""
     gray: bool = True
@@ -117,8 +122,10 @@ class DQNConfig:
     """Adam learning rate at the start of training."""
     final_learning_rate: float | None = None
     """If set, the learning rate decays linearly to this value at the end of the step budget."""
-    adam_epsilon: float = 1e-7
-    """Adam's epsilon."""
+    optimizer: str = "adam"
+    """``adam`` or ``rmsprop`` (the optimizer of the Nature DQN)."""
+    optimizer_epsilon: float = 1e-7
+    """The optimizer's epsilon (added to the root of the second-moment estimate)."""
     max_grad_norm: float = 10.0
     """Global-norm gradient clipping threshold."""
     huber_delta: float = 1.0
@@ -172,6 +179,18 @@ class ThreadsConfig:
 
 
 @dataclass
+class CheckpointConfig:
+    """Kill-safe checkpoints in ``<run_dir>/checkpoints``; rerunning the command resumes."""
+
+    enabled: bool = True
+    """Checkpoint periodically, at the end and on SIGTERM/SIGINT; resume from the newest."""
+    every_steps: int | None = 25_000
+    """Env steps between periodic checkpoints (null: only at the end and on a signal)."""
+    keep: int = 2
+    """Newest checkpoints kept on disk (a pixel checkpoint holds the replay: ~0.36 GB/100k)."""
+
+
+@dataclass
 class DisplayConfig:
     """Headless rendering."""
 
@@ -193,6 +212,9 @@ class Config:
     eval: EvalConfig = field(default_factory=EvalConfig)
     threads: ThreadsConfig = field(default_factory=ThreadsConfig)
     display: DisplayConfig = field(default_factory=DisplayConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    deterministic: bool = True
+    """TensorFlow op determinism: the same seed on the same machine gives identical runs."""
     progress_interval_s: float = 10.0
     """Seconds between progress lines when stdout is not a terminal."""
     tensorboard: bool = True
@@ -232,6 +254,7 @@ def validate(cfg: DictConfig) -> None:
         steps = cfg.env.max_episode_steps
         _require(steps > 0, "env.max_episode_steps", steps, "a positive integer or null")
     _validate_env(cfg.env)
+    _validate_checkpoint(cfg.checkpoint, cfg.env)
     pixels = cfg.env._target_ == PixelEnvConfig._target_
     cnn = cfg.model._target_ == CNNConfig._target_
     if pixels != cnn:
@@ -259,9 +282,20 @@ def _validate_env(env: DictConfig) -> None:
     _require(len(band) == 2 and 0 <= band[0] < band[1] <= 1, "env.band", band,
              "[top, bottom] fractions of the screen height with 0 <= top < bottom <= 1")
     _require(0 < env.window <= 1, "env.window", env.window, "in (0, 1]")
+    _require(0 <= env.follow <= 1, "env.follow", env.follow, "in [0, 1]")
     size = list(env.size)
     _require(len(size) == 2 and min(size) > 0, "env.size", size, "[height, width], positive")
     _require(env.stack >= 1, "env.stack", env.stack, ">= 1")
+
+
+def _validate_checkpoint(checkpoint: DictConfig, env: DictConfig) -> None:
+    if checkpoint.every_steps is not None:
+        _require(checkpoint.every_steps > 0, "checkpoint.every_steps", checkpoint.every_steps,
+                 "a positive integer or null")
+    _require(checkpoint.keep >= 1, "checkpoint.keep", checkpoint.keep, "an integer >= 1")
+    if checkpoint.enabled and env.vector_mode == "async":
+        raise ConfigError("env.vector_mode='async' cannot be checkpointed (its envs live in "
+                          "other processes): use env.vector_mode=sync or checkpoint.enabled=false")
 
 
 def _validate_cnn(model: DictConfig, env: DictConfig) -> None:
@@ -280,8 +314,10 @@ def _validate_dqn(t: DictConfig) -> None:
     for key in ("buffer_size", "batch_size", "train_freq", "gradient_steps",
                 "target_update_interval", "exploration_steps"):
         _require(t[key] > 0, f"trainer.{key}", t[key], "a positive integer")
-    for key in ("learning_rate", "adam_epsilon", "max_grad_norm", "huber_delta"):
+    for key in ("learning_rate", "optimizer_epsilon", "max_grad_norm", "huber_delta"):
         _require(t[key] > 0, f"trainer.{key}", t[key], "> 0")
+    _require(t.optimizer in OPTIMIZERS, "trainer.optimizer", t.optimizer,
+             f"one of {', '.join(OPTIMIZERS)}")
     _require(0 <= t.gamma < 1, "trainer.gamma", t.gamma, "in [0, 1)")
     _require(0 < t.tau <= 1, "trainer.tau", t.tau, "in (0, 1]")
     for key in ("exploration_initial_eps", "exploration_final_eps"):

@@ -100,14 +100,13 @@ def evaluate_run_dir(
             raise FileNotFoundError(
                 f"{path} not found: run_dir must be a finished run written by scripts/train.py"
             )
-    import keras  # deferred: loading TensorFlow is slow and only needed past the checks
-    from hydra.utils import instantiate
+    from hydra.utils import instantiate  # deferred: TensorFlow loads only past the checks
     from omegaconf import OmegaConf
 
-    from pixel_dqn.networks import greedy_policy
+    from pixel_dqn.networks import greedy_policy, load_q_network
     env_cfg = OmegaConf.load(config_file).env
     if max_episode_steps is not None:
         env_cfg.max_episode_steps = max_episode_steps
     make_envs = instantiate(env_cfg)
-    policy = greedy_policy(keras.models.load_model(model_file, compile=False))
+    policy = greedy_policy(load_q_network(model_file))
     return run_episodes(policy, lambda n: make_envs(num_envs=n), num_episodes, seed)

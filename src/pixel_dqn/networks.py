@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -80,6 +81,11 @@ def build_cnn(
     for i, units in enumerate(dense_sizes):
         x = keras.layers.Dense(int(units), activation="relu", name=f"dense_{i}")(x)
     return keras.Model(inputs, q_head(x, num_actions, dueling), name="cnn_q_network")
+
+
+def load_q_network(path: Path) -> keras.Model:
+    """Load a Q-network saved by training (this module registers its custom layers)."""
+    return keras.models.load_model(path, compile=False)
 
 
 def greedy_policy(q_network: keras.Model) -> Callable[[np.ndarray], np.ndarray]:

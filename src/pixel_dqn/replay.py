@@ -105,6 +105,38 @@ class ReplayBuffer:
         """Bytes of storage per env step held (an episode start takes one slot more)."""
         return self.nbytes / (self.num_envs * self._slots)
 
+    _SLOT_ARRAYS = ("frames", "actions", "rewards", "terminated", "first", "start")
+
+    def state_dict(self) -> tuple[dict[str, np.ndarray], dict]:
+        """Everything needed to continue exactly: slot arrays (the written part) and counters.
+
+        Returns ``(arrays, info)``: numpy arrays, and small picklable values (the RNG state).
+        """
+        used = int(min(self._written.max(), self._slots))
+        arrays = {name: getattr(self, f"_{name}")[:, :used] for name in self._SLOT_ARRAYS}
+        arrays["written"] = self._written
+        arrays["episode_start"] = self._episode_start
+        if self._tree is not None:
+            arrays["priorities"] = self._tree.get(np.arange(self._tree.size))
+        info = {"transitions": self._transitions, "max_priority": self._max_priority,
+                "rng": self._rng.bit_generator.state, "slots": self._slots}
+        return arrays, info
+
+    def load_state_dict(self, arrays: dict[str, np.ndarray], info: dict) -> None:
+        """Restore a ``state_dict`` taken from a buffer built with the same arguments."""
+        if info["slots"] != self._slots:
+            raise ValueError(f"replay has {self._slots} slots per env, the state {info['slots']}")
+        for name in self._SLOT_ARRAYS:
+            saved = arrays[name]
+            getattr(self, f"_{name}")[:, : saved.shape[1]] = saved
+        self._written[:] = arrays["written"]
+        self._episode_start[:] = arrays["episode_start"]
+        if self._tree is not None:
+            self._tree.update(np.arange(self._tree.size), arrays["priorities"])
+        self._transitions = int(info["transitions"])
+        self._max_priority = float(info["max_priority"])
+        self._rng.bit_generator.state = info["rng"]
+
     def start_episodes(self, env_ids: np.ndarray, obs: np.ndarray) -> None:
         """Begin new episodes in envs ``env_ids`` with their first observations."""
         env_ids = np.asarray(env_ids, np.int64)

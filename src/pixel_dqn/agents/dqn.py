@@ -57,9 +57,11 @@ class DQNAgent:
             learning_rate = keras.optimizers.schedules.PolynomialDecay(
                 hparams.learning_rate, max(total_gradient_steps, 1), hparams.final_learning_rate
             )
-        self.optimizer = keras.optimizers.Adam(
+        optimizer_class = {"adam": keras.optimizers.Adam,
+                           "rmsprop": keras.optimizers.RMSprop}[hparams.optimizer]
+        self.optimizer = optimizer_class(
             learning_rate=learning_rate,
-            epsilon=hparams.adam_epsilon,
+            epsilon=hparams.optimizer_epsilon,
             global_clipnorm=hparams.max_grad_norm,
         )
         self.optimizer.build(self.online.trainable_variables)
@@ -108,6 +110,28 @@ class DQNAgent:
     def sync_target(self) -> None:
         """``target <- tau * online + (1 - tau) * target``; tau 1 is a hard copy."""
         self._sync()
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Online and target weights and the optimizer's variables (step count, moments)."""
+        arrays = {}
+        for prefix, variables in (("online", self.online.variables),
+                                  ("target", self.target.variables),
+                                  ("optimizer", self.optimizer.variables)):
+            for i, variable in enumerate(variables):
+                arrays[f"{prefix}/{i}"] = variable.numpy()
+        return arrays
+
+    def load_state_dict(self, arrays: dict[str, np.ndarray]) -> None:
+        """Restore a ``state_dict`` of an agent built with the same networks and optimizer."""
+        for prefix, variables in (("online", self.online.variables),
+                                  ("target", self.target.variables),
+                                  ("optimizer", self.optimizer.variables)):
+            saved = sorted((k for k in arrays if k.startswith(f"{prefix}/")),
+                           key=lambda k: int(k.split("/")[1]))
+            if len(saved) != len(variables):
+                raise ValueError(f"{prefix}: {len(saved)} saved variables for {len(variables)}")
+            for key, variable in zip(saved, variables, strict=True):
+                variable.assign(arrays[key])
 
     def _train_step(self, obs, actions, rewards, next_obs, terminated, discounts, weights):
         next_q_target = self.target(next_obs, training=False)

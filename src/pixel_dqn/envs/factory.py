@@ -36,12 +36,13 @@ def make_patch_renderer(
     window: float = 0.6,
     size: Sequence[int] = (40, 90),
     gray: bool = True,
+    follow: float = 1.0,
 ) -> PatchRenderer:
     """The ``fast`` or ``pygame`` patch renderer for a crop window (see ``envs.screen``)."""
     if renderer not in RENDERERS:
         raise ValueError(f"unknown renderer {renderer!r}; valid: {', '.join(RENDERERS)}")
     crop = CropWindow(band=(float(band[0]), float(band[1])), window=float(window),
-                      size=(int(size[0]), int(size[1])))
+                      size=(int(size[0]), int(size[1])), follow=float(follow))
     renderer_class = FastPatchRenderer if renderer == "fast" else PygamePatchRenderer
     return renderer_class(crop, gray)
 
@@ -100,9 +101,10 @@ def make_pixel_env(
     gray: bool = True,
     obs_mode: str = "diff",
     stack: int = 4,
+    follow: float = 1.0,
 ) -> gym.vector.VectorEnv:
     """Pixel CartPole as a vector env, its sub-envs sharing one renderer (one patch memo)."""
-    patches = make_patch_renderer(renderer, band, window, size, gray)
+    patches = make_patch_renderer(renderer, band, window, size, gray, follow)
     factory = partial(make_single_pixel_env, id=id, max_episode_steps=max_episode_steps,
                       renderer=patches, obs_mode=obs_mode, stack=stack)
     return vectorize(factory, num_envs, vector_mode)

@@ -42,6 +42,11 @@ class CropWindow:
     """Width of the window, as a fraction of the screen width, centred on the cart."""
     size: tuple[int, int] = (40, 90)
     """Patch height and width after resizing."""
+    follow: float = 1.0
+    """How far the window's centre follows the cart: 1 keeps the cart in the middle (its
+    position shows only where the window clamps at the screen edges), 0.5 moves the window
+    half as far as the cart, so the cart's place in the patch gives its position on the track
+    and the diff its velocity (with a 0.6 window the cart stays in view up to the track's end)."""
 
     @property
     def rows(self) -> tuple[int, int]:
@@ -54,7 +59,7 @@ class CropWindow:
     def left(self, cart_x: float) -> int:
         """First screen column of the window around a cart at world position ``cart_x``."""
         width = self.width
-        centre = cart_x * SCREEN_WIDTH / (2 * X_THRESHOLD) + SCREEN_WIDTH / 2.0
+        centre = self.follow * cart_x * SCREEN_WIDTH / (2 * X_THRESHOLD) + SCREEN_WIDTH / 2.0
         return min(max(round(centre - width / 2), 0), SCREEN_WIDTH - width)  # scalar: no numpy
 
 
@@ -119,6 +124,10 @@ class FastPatchRenderer:
         self._scale = SCREEN_WIDTH / (2 * X_THRESHOLD)
         self._pole_length = self._scale * 2 * POLE_HALF_LENGTH
         self._base_patch = self._downsample(self._background)
+
+    def __getstate__(self) -> dict:
+        # the memo is a cache of pure results: checkpoints need not carry its ~60 MB
+        return {**self.__dict__, "_memo": {}}
 
     def patch(self, env: gym.Env) -> np.ndarray:
         """The patch around the cart of ``env``'s current state."""

@@ -1,0 +1,153 @@
+"""Kill a training run with SIGKILL at random moments, rerun the same command, and check the
+resumed run ends identical to an uninterrupted one.
+
+    python scripts/kill_resume_trials.py --trials 10
+
+Trains a short pixel run once without interruption (the reference), then for each trial starts
+the same run in a fresh directory, kills it with ``kill -9`` at a random moment between the
+reference's first checkpoint and its end (mid-training, mid-checkpoint, mid-evaluation), and
+reruns the same command (killing the rerun too, with ``--kills`` > 1) until it finishes. Each
+finished run is compared with the reference: every metrics row (wall-clock columns aside), the
+final evaluation and every weight. Writes ``benchmarks/kill_resume.md`` and ``.json``. Hydra
+overrides given as extra arguments are appended to the run's command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from pixel_dqn.benchmarking import invocation, machine_description, today, write_benchmark
+from pixel_dqn.reproducibility import run_differences
+
+ROOT = Path(__file__).resolve().parents[1]
+SHORT_PIXEL_RUN = (
+    "total_steps=3000", "trainer.learning_starts=500", "trainer.buffer_size=5000",
+    "trainer.exploration_steps=2000", "trainer.target_update_interval=500",
+    "checkpoint.every_steps=500", "eval.every_steps=1000", "eval.episodes=3",
+    "eval.final_episodes=5", "progress_interval_s=1000",
+)
+RESUMED = re.compile(r"resuming from .* \(env step (\d+)\)")
+
+
+def command(run_dir: Path, overrides: list[str]) -> list[str]:
+    return [sys.executable, str(ROOT / "scripts" / "train.py"), *overrides,
+            f"hydra.run.dir={run_dir}"]
+
+
+def run_to_completion(run_dir: Path, overrides: list[str]) -> tuple[float, float | None, str]:
+    """Run to the end; return its seconds, when its first checkpoint appeared, its stdout."""
+    start = time.perf_counter()
+    process = subprocess.Popen(command(run_dir, overrides), cwd=ROOT, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    first_checkpoint = None
+    while process.poll() is None and first_checkpoint is None:
+        if any((run_dir / "checkpoints").glob("step-*/MANIFEST.json")):
+            first_checkpoint = time.perf_counter() - start
+        time.sleep(0.05)
+    stdout, stderr = process.communicate()
+    if process.returncode != 0:
+        raise RuntimeError(f"run in {run_dir} failed ({process.returncode}): {stderr[-2000:]}")
+    return time.perf_counter() - start, first_checkpoint, stdout
+
+
+def kill_after(run_dir: Path, overrides: list[str], seconds: float) -> bool:
+    """Start the run and SIGKILL it after ``seconds``; False if it finished before."""
+    process = subprocess.Popen(command(run_dir, overrides), cwd=ROOT,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        process.wait(timeout=seconds)
+        return False
+    except subprocess.TimeoutExpired:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        return True
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--trials", type=int, default=10)
+    parser.add_argument("--kills", type=int, default=1, help="kills per trial before the rerun")
+    parser.add_argument("--seed", type=int, default=0, help="seeds the kill moments")
+    parser.add_argument("--work-dir", type=Path, default=ROOT / "outputs" / "kill_resume")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks")
+    parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for the run")
+    args = parser.parse_args()
+    overrides = [*SHORT_PIXEL_RUN, *args.overrides]
+    shutil.rmtree(args.work_dir, ignore_errors=True)
+    reference = args.work_dir / "reference"
+    reference_seconds, first_checkpoint, _ = run_to_completion(reference, overrides)
+    if first_checkpoint is None:
+        raise SystemExit("the reference run wrote no checkpoint before its end: lengthen it")
+    print(f"reference run: {reference_seconds:.1f} s, first checkpoint after "
+          f"{first_checkpoint:.1f} s", flush=True)
+    rng = np.random.default_rng(args.seed)
+    trials = []
+    for trial in range(args.trials):
+        run_dir = args.work_dir / f"trial{trial}"
+        kills: list[float] = []
+        while len(kills) < args.kills:
+            # anywhere from the first checkpoint to the final evaluation: a resume each time
+            moment = float(rng.uniform(first_checkpoint, reference_seconds))
+            if kill_after(run_dir, overrides, moment):
+                kills.append(round(moment, 2))
+            else:  # it finished first (runs vary in speed): start the trial again
+                shutil.rmtree(run_dir)
+        _, _, stdout = run_to_completion(run_dir, overrides)
+        resumed = RESUMED.search(stdout)
+        differences = run_differences(reference, run_dir)
+        trials.append({"trial": trial, "killed_after_s": kills,
+                       "resumed_from_step": int(resumed.group(1)) if resumed else None,
+                       "identical": not differences, "differences": differences})
+        print(f"trial {trial}: killed after {kills} s, resumed from step "
+              f"{trials[-1]['resumed_from_step']}: "
+              f"{differences or 'identical'}", flush=True)
+    markdown = to_markdown(trials, overrides, reference_seconds, first_checkpoint)
+    write_benchmark(args.out, "kill_resume", markdown, {
+        "command": invocation("scripts/kill_resume_trials.py"), "machine": machine_description(),
+        "date": today(), "overrides": overrides, "reference_seconds": reference_seconds,
+        "first_checkpoint_seconds": first_checkpoint,
+        "trials": trials,
+    })
+    identical = sum(t["identical"] for t in trials)
+    print(f"{identical} of {len(trials)} killed-and-resumed runs identical to the reference")
+    if identical != len(trials):
+        raise SystemExit(1)
+
+
+def to_markdown(trials: list[dict], overrides: list[str], reference_seconds: float,
+                first_checkpoint: float) -> str:
+    identical = sum(t["identical"] for t in trials)
+    lines = [
+        "# Kill -9 and resume",
+        "",
+        f"- command: `{invocation('scripts/kill_resume_trials.py')}`",
+        f"- machine: {machine_description()}",
+        f"- date: {today()}",
+        f"- run: `python scripts/train.py {' '.join(overrides)}` "
+        f"(uninterrupted: {reference_seconds:.1f} s including start-up; first checkpoint after "
+        f"{first_checkpoint:.1f} s; kills are drawn uniformly between the two)",
+        f"- **{identical} of {len(trials)}** runs killed with SIGKILL and rerun with the same "
+        "command ended identical to the uninterrupted run (every metrics row except its "
+        "wall-clock columns, the final evaluation's returns, every model weight)",
+        "",
+        "| trial | killed after (s) | resumed from env step | identical |",
+        "|---:|---|---:|---|",
+    ]
+    for t in trials:
+        resumed = t["resumed_from_step"] if t["resumed_from_step"] is not None else "start"
+        lines.append(f"| {t['trial']} | {', '.join(map(str, t['killed_after_s'])) or '-'} | "
+                     f"{resumed} | {'yes' if t['identical'] else '; '.join(t['differences'])} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,149 @@
+"""Kill-safety end to end: real processes killed, rerun, and compared with uninterrupted runs."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from conftest import PIXEL_SMOKE_OVERRIDES, ROOT, STATE
+
+import pixel_dqn.training as training
+from pixel_dqn.agents.dqn import DQNAgent
+from pixel_dqn.checkpoint import CheckpointStore
+from pixel_dqn.reproducibility import run_differences
+
+# long enough (a few seconds of training) to be killed in the middle, checkpointing often
+STATE_RUN = (*STATE, "total_steps=3000", "model.hidden_sizes=[32]", "trainer.learning_starts=500",
+             "trainer.exploration_steps=1500", "checkpoint.every_steps=250", "checkpoint.keep=2",
+             "eval.every_steps=1000", "eval.episodes=3", "eval.final_episodes=5",
+             "progress_interval_s=1000")
+
+
+def _command(run_dir, overrides=STATE_RUN):
+    return [sys.executable, str(ROOT / "scripts" / "train.py"), *overrides,
+            f"hydra.run.dir={run_dir}"]
+
+
+def _run(run_dir, overrides=STATE_RUN):
+    return subprocess.run(_command(run_dir, overrides), cwd=ROOT, capture_output=True, text=True,
+                          timeout=600, check=True)
+
+
+def _wait_for_checkpoint(run_dir, process, timeout=300):
+    store = CheckpointStore(run_dir / training.CHECKPOINT_DIR)
+    deadline = time.monotonic() + timeout
+    while not store.paths():
+        assert process.poll() is None, "the run ended before its first checkpoint"
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("reference")
+    _run(run_dir)
+    return run_dir
+
+
+def test_two_runs_with_the_same_seed_are_identical(reference, tmp_path):
+    _run(tmp_path)
+    assert run_differences(reference, tmp_path) == []
+
+
+def test_a_run_killed_at_a_random_moment_resumes_identical(reference, tmp_path):
+    process = subprocess.Popen(_command(tmp_path), cwd=ROOT, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    _wait_for_checkpoint(tmp_path, process)
+    delay = float(np.random.default_rng().uniform(0.0, 2.0))
+    time.sleep(delay)
+    if process.poll() is None:
+        process.send_signal(signal.SIGKILL)
+    process.wait()
+    out = _run(tmp_path).stdout
+    assert "resuming from" in out, f"killed {delay:.2f} s after the first checkpoint"
+    assert run_differences(reference, tmp_path) == [], f"killed {delay:.2f} s after it"
+
+
+def test_sigterm_checkpoints_and_exits_then_the_rerun_finishes_identical(reference, tmp_path):
+    process = subprocess.Popen(_command(tmp_path), cwd=ROOT, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    _wait_for_checkpoint(tmp_path, process)
+    before = {p.name for p in CheckpointStore(tmp_path / training.CHECKPOINT_DIR).paths()}
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 128 + signal.SIGTERM
+    stopped = [line for line in stderr.splitlines() if line.startswith("stopped:")]
+    assert len(stopped) == 1 and "SIGTERM at env step" in stopped[0]
+    after = CheckpointStore(tmp_path / training.CHECKPOINT_DIR).paths()
+    step = int(stopped[0].split("env step ")[1].split(":")[0])
+    assert after[-1].name == f"step-{step:010d}" and after[-1].name not in before
+    assert not (tmp_path / "eval.json").exists()
+    out = _run(tmp_path).stdout
+    assert f"(env step {step})" in out
+    assert run_differences(reference, tmp_path) == []
+
+
+def test_a_finished_run_rerun_only_evaluates_again(reference, tmp_path):
+    _run(tmp_path)
+    rows = (tmp_path / "metrics.csv").read_text()
+    out = _run(tmp_path).stdout
+    assert "resuming from" in out and "(env step 2999)" in out
+    assert (tmp_path / "metrics.csv").read_text() == rows
+    assert json.loads((tmp_path / "eval.json").read_text())["returns"] == json.loads(
+        (reference / "eval.json").read_text())["returns"]
+
+
+def test_resuming_with_a_different_config_is_refused_in_one_line(tmp_path):
+    _run(tmp_path, (*STATE_RUN, "total_steps=600"))
+    proc = subprocess.run(_command(tmp_path, (*STATE_RUN, "total_steps=600", "trainer.gamma=0.9")),
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 2
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "trainer.gamma=0.9" in errors[0]
+
+
+def test_pixel_runs_are_deterministic_and_resume_identical(tmp_path):
+    overrides = (*PIXEL_SMOKE_OVERRIDES, "checkpoint.every_steps=150", "progress_interval_s=1000")
+    _run(tmp_path / "a", overrides)
+    process = subprocess.Popen(_command(tmp_path / "b", overrides), cwd=ROOT,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _wait_for_checkpoint(tmp_path / "b", process)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert "resuming from" in _run(tmp_path / "b", overrides).stdout
+    assert run_differences(tmp_path / "a", tmp_path / "b") == []
+
+
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_a_nan_stops_training_naming_the_step_and_keeps_the_last_good_checkpoint(
+    compose_config, tmp_path, monkeypatch, jit_compile
+):
+    """NaN injection: a weight of the online network is poisoned before the 20th update."""
+    real_update = DQNAgent.update
+    calls = {"n": 0}
+
+    def poisoned_update(self, batches, sync_target=False):
+        calls["n"] += 1
+        if calls["n"] == 20:
+            kernel = self.online.trainable_variables[0]
+            kernel.assign(np.full(kernel.shape, np.nan, np.float32))
+        return real_update(self, batches, sync_target)
+
+    monkeypatch.setattr(DQNAgent, "update", poisoned_update)
+    cfg = compose_config(*STATE_RUN, "total_steps=1500", "checkpoint.every_steps=600",
+                         f"trainer.jit_compile={jit_compile}", "trainer.train_freq=32",
+                         "trainer.gradient_steps=32")
+    with pytest.raises(training.NonFiniteError) as info:
+        training.train(cfg, tmp_path)
+    message = str(info.value)
+    assert "\n" not in message
+    # one update call per 32 env steps once learning starts at 500: the 20th is near 1100
+    step = int(message.split("at env step ")[1].split(" ")[0])
+    assert 1000 < step < 1200
+    kept = CheckpointStore(tmp_path / training.CHECKPOINT_DIR).paths()
+    assert len(kept) == 1 and 600 <= int(kept[0].name.removeprefix("step-")) < step
+    assert str(kept[0]) in message
+    assert not (tmp_path / "model.keras").exists()
