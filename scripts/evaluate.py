@@ -1,7 +1,9 @@
-"""Play greedy episodes with a trained run's model and print mean/std/min/max.
+"""Play episodes with a trained run's greedy policy or the hard-coded baseline; print
+mean/std/min/max; optionally record an episode as MP4 and GIF.
 
     python scripts/evaluate.py run_dir=outputs/2026-11-25/10-00-00_cartpole_state-mlp-dqn-seed0 \\
-        episodes=100 seed=0 [max_episode_steps=200]
+        episodes=100 seed=0 [max_episode_steps=200] [video=true]
+    python scripts/evaluate.py policy=heuristic episodes=500 max_episode_steps=200 [video=true]
 """
 
 from __future__ import annotations
@@ -9,53 +11,91 @@ from __future__ import annotations
 import json
 import sys
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
-from omegaconf import MISSING, OmegaConf
+from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from pixel_dqn.cli import UserError, exit_on_user_error, quiet_tensorflow_logs
 
+POLICIES = ("run", "heuristic")
+
 
 @dataclass
 class EvaluateArgs:
-    run_dir: str = MISSING
-    """A run directory written by scripts/train.py."""
+    run_dir: str | None = None
+    """A run directory written by scripts/train.py (for policy=run)."""
+    policy: str = "run"
+    """``run``: the run's greedy policy; ``heuristic``: push toward the tilt (state CartPole)."""
     episodes: int = 100
-    """Greedy episodes to play."""
+    """Episodes to play."""
     seed: int = 0
     """Seed of the evaluation episodes (independent of the training seed)."""
     max_episode_steps: int | None = None
     """Override the env's time limit (e.g. 200 to compare with the seed notebook)."""
+    video: bool = False
+    """Also record one episode (seeded by ``seed``) as MP4 and GIF."""
+    video_dir: str | None = None
+    """Where the videos go (default: <run_dir>/videos, or outputs/videos for the heuristic)."""
 
 
 def parse_args(argv: list[str]) -> EvaluateArgs:
     try:
         args = OmegaConf.merge(OmegaConf.structured(EvaluateArgs), OmegaConf.from_dotlist(argv))
-        return OmegaConf.to_object(args)
+        args = OmegaConf.to_object(args)
     except OmegaConfBaseException as error:
         first_line = str(error).splitlines()[0]
-        raise UserError(f"{first_line} (valid keys: run_dir, episodes, seed, "
-                        f"max_episode_steps; e.g. run_dir=outputs/... episodes=100)") from None
+        raise UserError(f"{first_line} (valid keys: run_dir, policy, episodes, seed, "
+                        f"max_episode_steps, video, video_dir; e.g. run_dir=outputs/... "
+                        f"episodes=100)") from None
+    if args.policy not in POLICIES:
+        raise UserError(f"policy={args.policy!r} is invalid: must be one of {', '.join(POLICIES)}")
+    if args.policy == "run" and args.run_dir is None:
+        raise UserError("run_dir is missing: give run_dir=<a run directory> or policy=heuristic")
+    if args.episodes < 1:
+        raise UserError(f"episodes={args.episodes} is invalid: must be a positive integer")
+    if args.max_episode_steps is not None and args.max_episode_steps < 1:
+        raise UserError(f"max_episode_steps={args.max_episode_steps} is invalid: must be a "
+                        f"positive integer")
+    return args
 
 
 def main(argv: list[str]) -> None:
     quiet_tensorflow_logs()
     with exit_on_user_error():
         args = parse_args(argv)
-        if args.episodes < 1:
-            raise UserError(f"episodes={args.episodes} is invalid: must be a positive integer")
-        from pixel_dqn.evaluation import evaluate_run_dir
+        from pixel_dqn.evaluation import load_run_policy, run_episodes
 
-        try:
-            result = evaluate_run_dir(Path(args.run_dir), args.episodes, args.seed,
-                                      args.max_episode_steps)
-        except FileNotFoundError as error:
-            raise UserError(str(error)) from None
+        if args.policy == "heuristic":
+            from pixel_dqn.envs import make_env
+            from pixel_dqn.policies import push_toward_tilt
+
+            policy, pixels = push_toward_tilt, False
+            make_envs = partial(make_env, max_episode_steps=args.max_episode_steps)
+            video_dir = Path(args.video_dir or "outputs/videos")
+        else:
+            try:
+                run = load_run_policy(Path(args.run_dir), args.max_episode_steps)
+            except FileNotFoundError as error:
+                raise UserError(str(error)) from None
+            policy, make_envs, pixels = run.policy, run.make_envs, run.pixels
+            video_dir = Path(args.video_dir or Path(args.run_dir) / "videos")
+    result = run_episodes(policy, lambda n: make_envs(num_envs=n), args.episodes, args.seed)
     summary = result.summary()
     print(json.dumps(summary))
-    print(f"{summary['episodes']} greedy episodes: mean {summary['mean']:.1f} "
+    print(f"{summary['episodes']} episodes ({args.policy}): mean {summary['mean']:.1f} "
           f"std {summary['std']:.1f} min {summary['min']:.0f} max {summary['max']:.0f}")
+    if args.video:
+        from pixel_dqn.video import record_episode
+
+        stem = video_dir / f"{args.policy}_episode_seed{args.seed}"
+        # pixel envs always render frames; the state env must be asked to
+        recording = record_episode(policy, make_envs, stem, seed=args.seed,
+                                   render_kwargs=None if pixels else {"render_mode": "rgb_array"})
+        height, width = recording.frame_size
+        print(f"video: {recording.mp4} and {recording.gif} ({recording.frames} frames of "
+              f"{width}x{height}, return {recording.episode_return:.0f})")
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ resumed run ends identical to an uninterrupted one.
 
 Trains a short pixel run once without interruption (the reference), then for each trial starts
 the same run in a fresh directory, kills it with ``kill -9`` at a random moment between the
-reference's first checkpoint and its end (mid-training, mid-checkpoint, mid-evaluation), and
+run's first checkpoint and its end (mid-training, mid-checkpoint, mid-evaluation), and
 reruns the same command (killing the rerun too, with ``--kills`` > 1) until it finishes. Each
 finished run is compared with the reference: every metrics row (wall-clock columns aside), the
 final evaluation and every weight. Writes ``benchmarks/kill_resume.md`` and ``.json``. Hydra
@@ -59,10 +59,14 @@ def run_to_completion(run_dir: Path, overrides: list[str]) -> tuple[float, float
     return time.perf_counter() - start, first_checkpoint, stdout
 
 
-def kill_after(run_dir: Path, overrides: list[str], seconds: float) -> bool:
-    """Start the run and SIGKILL it after ``seconds``; False if it finished before."""
+def kill_after_first_checkpoint(run_dir: Path, overrides: list[str], seconds: float) -> bool:
+    """Start the run, SIGKILL it ``seconds`` after its first checkpoint; False if it ended."""
     process = subprocess.Popen(command(run_dir, overrides), cwd=ROOT,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    while not any((run_dir / "checkpoints").glob("step-*/MANIFEST.json")):
+        if process.poll() is not None:
+            return False
+        time.sleep(0.02)
     try:
         process.wait(timeout=seconds)
         return False
@@ -96,18 +100,18 @@ def main() -> None:
         kills: list[float] = []
         while len(kills) < args.kills:
             # anywhere from the first checkpoint to the final evaluation: a resume each time
-            moment = float(rng.uniform(first_checkpoint, reference_seconds))
-            if kill_after(run_dir, overrides, moment):
+            moment = float(rng.uniform(0.0, reference_seconds - first_checkpoint))
+            if kill_after_first_checkpoint(run_dir, overrides, moment):
                 kills.append(round(moment, 2))
             else:  # it finished first (runs vary in speed): start the trial again
                 shutil.rmtree(run_dir)
         _, _, stdout = run_to_completion(run_dir, overrides)
         resumed = RESUMED.search(stdout)
         differences = run_differences(reference, run_dir)
-        trials.append({"trial": trial, "killed_after_s": kills,
+        trials.append({"trial": trial, "killed_s_after_first_checkpoint": kills,
                        "resumed_from_step": int(resumed.group(1)) if resumed else None,
                        "identical": not differences, "differences": differences})
-        print(f"trial {trial}: killed after {kills} s, resumed from step "
+        print(f"trial {trial}: killed {kills} s after its first checkpoint, resumed from step "
               f"{trials[-1]['resumed_from_step']}: "
               f"{differences or 'identical'}", flush=True)
     markdown = to_markdown(trials, overrides, reference_seconds, first_checkpoint)
@@ -134,17 +138,19 @@ def to_markdown(trials: list[dict], overrides: list[str], reference_seconds: flo
         f"- date: {today()}",
         f"- run: `python scripts/train.py {' '.join(overrides)}` "
         f"(uninterrupted: {reference_seconds:.1f} s including start-up; first checkpoint after "
-        f"{first_checkpoint:.1f} s; kills are drawn uniformly between the two)",
+        f"{first_checkpoint:.1f} s; each kill comes a uniform random time after the killed "
+        f"run's own first checkpoint, up to the difference of the two)",
         f"- **{identical} of {len(trials)}** runs killed with SIGKILL and rerun with the same "
         "command ended identical to the uninterrupted run (every metrics row except its "
         "wall-clock columns, the final evaluation's returns, every model weight)",
         "",
-        "| trial | killed after (s) | resumed from env step | identical |",
+        "| trial | killed (s after its first checkpoint) | resumed from env step | identical |",
         "|---:|---|---:|---|",
     ]
     for t in trials:
         resumed = t["resumed_from_step"] if t["resumed_from_step"] is not None else "start"
-        lines.append(f"| {t['trial']} | {', '.join(map(str, t['killed_after_s'])) or '-'} | "
+        kills = ", ".join(map(str, t["killed_s_after_first_checkpoint"])) or "-"
+        lines.append(f"| {t['trial']} | {kills} | "
                      f"{resumed} | {'yes' if t['identical'] else '; '.join(t['differences'])} |")
     return "\n".join(lines) + "\n"
 

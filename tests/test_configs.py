@@ -8,7 +8,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from omegaconf.errors import ValidationError
 
-from pixel_dqn.config import ConfigError, DQNConfig, validate
+from pixel_dqn.config import ConfigError, DQNConfig, ReinforceConfig, validate
 
 GROUPS = ("env", "model", "trainer")
 
@@ -18,7 +18,8 @@ def _options(group: str) -> list[str]:
 
 
 # options that only make sense together: the rest of the config follows the one under test
-COMPANIONS = {"env=cartpole_state": ("model=mlp",), "model=mlp": ("env=cartpole_state",)}
+COMPANIONS = {"env=cartpole_state": ("model=mlp",), "model=mlp": ("env=cartpole_state",),
+              "model=policy_mlp": ("env=cartpole_state",)}
 
 
 @pytest.mark.parametrize(
@@ -36,7 +37,8 @@ def test_every_group_option_composes_and_instantiates(compose_config, group, opt
     assert model(obs).shape == (2, 2)
     envs.close()
     hparams = instantiate(cfg.trainer)
-    assert isinstance(hparams, DQNConfig) and hparams.gamma == cfg.trainer.gamma
+    assert isinstance(hparams, DQNConfig | ReinforceConfig)
+    assert hparams.gamma == cfg.trainer.gamma
 
 
 def test_default_composition_is_pixels_cnn_dqn(compose_config):

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from conftest import PIXEL_SMOKE_OVERRIDES, ROOT, STATE_SMOKE_OVERRIDES
 
+import pixel_dqn.trainers.dqn as dqn_trainer
 import pixel_dqn.training as training
 from pixel_dqn.metrics import COLUMNS
 from pixel_dqn.replay import ReplayBuffer
@@ -76,7 +77,7 @@ def test_truncated_steps_are_stored_as_bootstrapping(compose_config, tmp_path, m
             starts.extend(map(tuple, obs))
             super().start_episodes(env_ids, obs)
 
-    monkeypatch.setattr(training, "ReplayBuffer", RecordingBuffer)
+    monkeypatch.setattr(dqn_trainer, "ReplayBuffer", RecordingBuffer)
     cfg = compose_config(*STATE_SMOKE_OVERRIDES, "env.max_episode_steps=15", "env.num_envs=3",
                          "trainer.buffer_size=1000")
     training.train(cfg, tmp_path)

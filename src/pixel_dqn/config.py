@@ -157,6 +157,23 @@ class DQNConfig:
 
 
 @dataclass
+class ReinforceConfig:
+    """REINFORCE hyperparameters (the seed notebook's); ``instantiate`` returns an instance."""
+
+    _target_: str = "pixel_dqn.config.ReinforceConfig"
+    episodes_per_update: int = 10
+    """Episodes played (side by side, one sub-env each) with the policy before each update."""
+    updates: int = 150
+    """Policy-gradient updates: the training budget (``total_steps`` is not used)."""
+    max_episode_steps: int = 200
+    """Cap on every episode of the run, training and evaluation (the notebook's 200)."""
+    gamma: float = 0.95
+    """Discount of the returns that weight each step's gradient, in [0, 1]."""
+    learning_rate: float = 0.01
+    """Adam learning rate."""
+
+
+@dataclass
 class EvalConfig:
     """Greedy evaluation on a separate env with its own seeds."""
 
@@ -230,6 +247,7 @@ def register_configs() -> None:
     store.store(group="model", name="base_mlp", node=MLPConfig)
     store.store(group="model", name="base_cnn", node=CNNConfig)
     store.store(group="trainer", name="base_dqn", node=DQNConfig)
+    store.store(group="trainer", name="base_reinforce", node=ReinforceConfig)
 
 
 def _require(ok: bool, key: str, value: Any, valid: str) -> None:
@@ -265,8 +283,10 @@ def validate(cfg: DictConfig) -> None:
     if "hidden_sizes" in cfg.model:
         sizes = list(cfg.model.hidden_sizes)
         _require(all(s > 0 for s in sizes), "model.hidden_sizes", sizes, "positive layer sizes")
-    if cfg.trainer._target_ == "pixel_dqn.config.DQNConfig":
+    if cfg.trainer._target_ == DQNConfig._target_:
         _validate_dqn(cfg.trainer)
+    elif cfg.trainer._target_ == ReinforceConfig._target_:
+        _validate_reinforce(cfg.trainer)
 
 
 def _validate_env(env: DictConfig) -> None:
@@ -308,6 +328,13 @@ def _validate_cnn(model: DictConfig, env: DictConfig) -> None:
         height, width = (height - kernel) // stride + 1, (width - kernel) // stride + 1
     _require(min(height, width) >= 1, "env.size", list(env.size),
              "large enough for the CNN's kernels and strides (model.kernel_sizes, model.strides)")
+
+
+def _validate_reinforce(t: DictConfig) -> None:
+    for key in ("episodes_per_update", "updates", "max_episode_steps"):
+        _require(t[key] > 0, f"trainer.{key}", t[key], "a positive integer")
+    _require(0 <= t.gamma <= 1, "trainer.gamma", t.gamma, "in [0, 1]")
+    _require(t.learning_rate > 0, "trainer.learning_rate", t.learning_rate, "> 0")
 
 
 def _validate_dqn(t: DictConfig) -> None:

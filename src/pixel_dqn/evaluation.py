@@ -87,13 +87,17 @@ def run_episodes(
     return EvalResult(tuple(returns), tuple(lengths))
 
 
-def evaluate_run_dir(
-    run_dir: Path,
-    num_episodes: int,
-    seed: int,
-    max_episode_steps: int | None = None,
-) -> EvalResult:
-    """Load a training run's model and env config and play greedy episodes with it."""
+@dataclass(frozen=True)
+class RunPolicy:
+    """A trained run's greedy policy and the env factory its config describes."""
+
+    policy: Policy
+    make_envs: Callable[..., gym.vector.VectorEnv]
+    pixels: bool
+
+
+def load_run_policy(run_dir: Path, max_episode_steps: int | None = None) -> RunPolicy:
+    """The greedy policy of a finished training run, and its env (time limit overridable)."""
     config_file, model_file = run_dir / RUN_CONFIG_FILE, run_dir / MODEL_FILE
     for path in (config_file, model_file):
         if not path.is_file():
@@ -103,10 +107,22 @@ def evaluate_run_dir(
     from hydra.utils import instantiate  # deferred: TensorFlow loads only past the checks
     from omegaconf import OmegaConf
 
+    from pixel_dqn.config import PixelEnvConfig
     from pixel_dqn.networks import greedy_policy, load_q_network
+
     env_cfg = OmegaConf.load(config_file).env
     if max_episode_steps is not None:
         env_cfg.max_episode_steps = max_episode_steps
-    make_envs = instantiate(env_cfg)
-    policy = greedy_policy(load_q_network(model_file))
-    return run_episodes(policy, lambda n: make_envs(num_envs=n), num_episodes, seed)
+    return RunPolicy(greedy_policy(load_q_network(model_file)), instantiate(env_cfg),
+                     env_cfg._target_ == PixelEnvConfig._target_)
+
+
+def evaluate_run_dir(
+    run_dir: Path,
+    num_episodes: int,
+    seed: int,
+    max_episode_steps: int | None = None,
+) -> EvalResult:
+    """Load a training run's model and env config and play greedy episodes with it."""
+    run = load_run_policy(run_dir, max_episode_steps)
+    return run_episodes(run.policy, lambda n: run.make_envs(num_envs=n), num_episodes, seed)

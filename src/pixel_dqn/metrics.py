@@ -34,12 +34,13 @@ COLUMNS = (
 class Progress:
     """A tqdm bar on a terminal; a plain line every ``interval_s`` seconds otherwise (logs)."""
 
-    def __init__(self, total_steps: int, interval_s: float, stream: TextIO | None = None) -> None:
+    def __init__(self, total_steps: int, interval_s: float, stream: TextIO | None = None,
+                 unit: str = "step") -> None:
         self._stream = stream or sys.stdout
         self._total = total_steps
         self._bar = None
         if self._stream.isatty():
-            self._bar = tqdm(total=total_steps, unit="step", file=self._stream, dynamic_ncols=True)
+            self._bar = tqdm(total=total_steps, unit=unit, file=self._stream, dynamic_ncols=True)
             interval_s = 0.2
         self._interval_s = interval_s
         self._last = time.monotonic()

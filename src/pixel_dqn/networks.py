@@ -18,13 +18,14 @@ def build_mlp(
     hidden_sizes: Sequence[int] = (256, 256),
     activation: str = "relu",
     dueling: bool = False,
+    head: str = "q",
 ) -> keras.Model:
-    """Fully connected network mapping an observation to one Q-value per action."""
+    """Fully connected network: one Q-value per action, or P(left) with ``head="policy"``."""
     inputs = keras.Input(shape=tuple(obs_shape), name="obs")
     x = keras.layers.Flatten()(inputs) if len(obs_shape) > 1 else inputs
     for i, units in enumerate(hidden_sizes):
         x = keras.layers.Dense(int(units), activation=activation, name=f"hidden_{i}")(x)
-    return keras.Model(inputs, q_head(x, num_actions, dueling), name="mlp_q_network")
+    return keras.Model(inputs, output_head(x, num_actions, head, dueling), name=f"mlp_{head}")
 
 
 @keras.saving.register_keras_serializable(package="pixel_dqn")
@@ -33,6 +34,20 @@ class DuelingCombine(keras.layers.Layer):
 
     def call(self, value, advantages):
         return value + advantages - keras.ops.mean(advantages, axis=-1, keepdims=True)
+
+
+HEADS = ("q", "policy")
+
+
+def output_head(features, num_actions: int, head: str = "q", dueling: bool = False):
+    """Q-values (``q``, optionally dueling) or a two-action policy's P(left) (``policy``)."""
+    if head == "q":
+        return q_head(features, num_actions, dueling)
+    if head != "policy":
+        raise ValueError(f"unknown head {head!r}; valid: {', '.join(HEADS)}")
+    if num_actions != 2:
+        raise ValueError(f"the policy head is a Bernoulli over two actions, not {num_actions}")
+    return keras.layers.Dense(1, activation="sigmoid", name="left_probability")(features)
 
 
 def q_head(features, num_actions: int, dueling: bool = False):
@@ -70,8 +85,10 @@ def build_cnn(
     strides: Sequence[int] = (2, 2, 2),
     dense_sizes: Sequence[int] = (256,),
     dueling: bool = False,
+    head: str = "q",
 ) -> keras.Model:
-    """Convolutional Q-network over uint8 patch stacks; the diff is formed inside the model."""
+    """Convolutional network over uint8 patch stacks (the diff is formed inside the model):
+    one Q-value per action, or P(left) with ``head="policy"`` (``dueling`` then unused)."""
     inputs = keras.Input(shape=tuple(obs_shape), dtype="uint8", name="frames")
     x = PixelState(obs_mode, 1 if gray else 3, name="pixel_state")(inputs)
     for i, (units, kernel, stride) in enumerate(zip(filters, kernel_sizes, strides, strict=True)):
@@ -80,7 +97,7 @@ def build_cnn(
     x = keras.layers.Flatten()(x)
     for i, units in enumerate(dense_sizes):
         x = keras.layers.Dense(int(units), activation="relu", name=f"dense_{i}")(x)
-    return keras.Model(inputs, q_head(x, num_actions, dueling), name="cnn_q_network")
+    return keras.Model(inputs, output_head(x, num_actions, head, dueling), name=f"cnn_{head}")
 
 
 def load_q_network(path: Path) -> keras.Model:
@@ -91,6 +108,8 @@ def load_q_network(path: Path) -> keras.Model:
 def greedy_policy(q_network: keras.Model) -> Callable[[np.ndarray], np.ndarray]:
     """Return ``obs_batch -> argmax_a Q(obs, a)`` as one compiled graph call.
 
+    For a policy network (one output, P(left)) the greedy action is the more probable one.
+
     The function is traced once for a fixed input signature (any batch size), so acting for one
     env or a hundred costs one graph call and never retraces.
     """
@@ -98,7 +117,10 @@ def greedy_policy(q_network: keras.Model) -> Callable[[np.ndarray], np.ndarray]:
 
     @tf.function(input_signature=[spec])
     def act(obs: tf.Tensor) -> tf.Tensor:
-        return tf.argmax(q_network(obs, training=False), axis=1, output_type=tf.int32)
+        outputs = q_network(obs, training=False)
+        if outputs.shape[-1] == 1:  # P(left) of a policy head
+            return tf.cast(outputs[:, 0] < 0.5, tf.int32)
+        return tf.argmax(outputs, axis=1, output_type=tf.int32)
 
     concrete = act.get_concrete_function()
 

@@ -8,6 +8,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from pixel_dqn.agents.variables import assign_arrays, variables_to_arrays
 from pixel_dqn.config import DQNConfig
 from pixel_dqn.networks import greedy_policy
 from pixel_dqn.replay import Batch
@@ -113,25 +114,15 @@ class DQNAgent:
 
     def state_dict(self) -> dict[str, np.ndarray]:
         """Online and target weights and the optimizer's variables (step count, moments)."""
-        arrays = {}
-        for prefix, variables in (("online", self.online.variables),
-                                  ("target", self.target.variables),
-                                  ("optimizer", self.optimizer.variables)):
-            for i, variable in enumerate(variables):
-                arrays[f"{prefix}/{i}"] = variable.numpy()
-        return arrays
+        return variables_to_arrays(self._variable_groups())
 
     def load_state_dict(self, arrays: dict[str, np.ndarray]) -> None:
         """Restore a ``state_dict`` of an agent built with the same networks and optimizer."""
-        for prefix, variables in (("online", self.online.variables),
-                                  ("target", self.target.variables),
-                                  ("optimizer", self.optimizer.variables)):
-            saved = sorted((k for k in arrays if k.startswith(f"{prefix}/")),
-                           key=lambda k: int(k.split("/")[1]))
-            if len(saved) != len(variables):
-                raise ValueError(f"{prefix}: {len(saved)} saved variables for {len(variables)}")
-            for key, variable in zip(saved, variables, strict=True):
-                variable.assign(arrays[key])
+        assign_arrays(self._variable_groups(), arrays)
+
+    def _variable_groups(self) -> dict[str, list]:
+        return {"online": self.online.variables, "target": self.target.variables,
+                "optimizer": self.optimizer.variables}
 
     def _train_step(self, obs, actions, rewards, next_obs, terminated, discounts, weights):
         next_q_target = self.target(next_obs, training=False)

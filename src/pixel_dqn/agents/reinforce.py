@@ -17,6 +17,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from pixel_dqn.agents.variables import assign_arrays, variables_to_arrays
+
 
 def discount_rewards(rewards: Sequence[float], gamma: float) -> np.ndarray:
     """Discounted returns from each step: ``G_t = r_t + gamma * G_{t+1}``."""
@@ -51,7 +53,9 @@ class ReinforceAgent:
         self._left_probability = tf.function(
             lambda obs: self.policy(obs, training=False)[:, 0], input_signature=[spec]
         ).get_concrete_function()
-        self._update = tf.function(self._update_graph)
+        # every update has a different number of steps: one trace for any batch size
+        steps = tf.TensorSpec([None], tf.float32)
+        self._update = tf.function(self._update_graph, input_signature=[spec, steps, steps])
 
     def left_probability(self, obs: np.ndarray) -> np.ndarray:
         """P(left) for a batch of observations (one compiled call)."""
@@ -91,14 +95,11 @@ class ReinforceAgent:
 
     def state_dict(self) -> dict[str, np.ndarray]:
         """Policy weights and the optimizer's variables."""
-        arrays = {f"policy/{i}": v.numpy() for i, v in enumerate(self.policy.variables)}
-        arrays.update({f"optimizer/{i}": v.numpy()
-                       for i, v in enumerate(self.optimizer.variables)})
-        return arrays
+        return variables_to_arrays(self._variable_groups())
 
     def load_state_dict(self, arrays: dict[str, np.ndarray]) -> None:
         """Restore a ``state_dict`` of an agent built the same way."""
-        for i, variable in enumerate(self.policy.variables):
-            variable.assign(arrays[f"policy/{i}"])
-        for i, variable in enumerate(self.optimizer.variables):
-            variable.assign(arrays[f"optimizer/{i}"])
+        assign_arrays(self._variable_groups(), arrays)
+
+    def _variable_groups(self) -> dict[str, list]:
+        return {"policy": self.policy.variables, "optimizer": self.optimizer.variables}

@@ -83,9 +83,14 @@ def make_env(
     max_episode_steps: int | None = None,
     num_envs: int = 1,
     vector_mode: str = "sync",
+    render_mode: str | None = None,
 ) -> gym.vector.VectorEnv:
-    """State CartPole as a vector env: training and evaluation always see one."""
-    factory = partial(make_single_env, id=id, max_episode_steps=max_episode_steps)
+    """State CartPole as a vector env: training and evaluation always see one.
+
+    ``render_mode="rgb_array"`` makes its sub-envs render frames (for videos).
+    """
+    factory = partial(make_single_env, id=id, max_episode_steps=max_episode_steps,
+                      render_mode=render_mode)
     return vectorize(factory, num_envs, vector_mode)
 
 

@@ -1,0 +1,282 @@
+"""What every trainer's run shares: seeds, loop state, evaluation rows, checkpoints, signals.
+
+A trainer subclasses ``Run`` and writes its ``loop``; checkpointing (periodic, at the end and on
+SIGTERM/SIGINT), restoring, evaluation and the non-finite guard are here, once.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import signal
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+
+from pixel_dqn.checkpoint import Checkpoint, CheckpointStore
+from pixel_dqn.envs.snapshot import restore_envs, snapshot_envs
+from pixel_dqn.evaluation import EvalResult, Policy, run_episodes
+from pixel_dqn.metrics import MetricsWriter, Progress
+from pixel_dqn.timing import PhaseTimer
+
+
+@dataclass(frozen=True)
+class RunSeeds:
+    """Independent seeds for every random stream, all derived from the one config seed."""
+
+    tf: int
+    env: int
+    replay: int
+    exploration: int
+    eval: int
+
+    @classmethod
+    def from_seed(cls, seed: int) -> RunSeeds:
+        states = np.random.SeedSequence(seed).generate_state(5).tolist()
+        return cls(*(int(s) for s in states))
+
+
+class TrainingInterrupted(Exception):
+    """SIGTERM or SIGINT stopped training after a checkpoint was written."""
+
+    def __init__(self, signum: int, step: int, checkpoint: Path) -> None:
+        super().__init__(f"{signal.Signals(signum).name} at env step {step}: checkpoint "
+                         f"{checkpoint} written; rerun the same command to resume")
+        self.signum = signum
+
+
+class NonFiniteError(ArithmeticError):
+    """The loss or the network outputs stopped being finite; no checkpoint is written."""
+
+
+@dataclass
+class LoopState:
+    """What a training loop carries from one iteration to the next (all checkpointed)."""
+
+    next_eval: int
+    next_checkpoint: int | None
+    step: int = 0  # env steps
+    episodes: int = 0
+    evals: int = 0
+    seconds: float = 0.0  # wall-clock seconds of the earlier sessions of a resumed run
+    recent_returns: deque = field(default_factory=lambda: deque(maxlen=20))
+    last: dict = field(default_factory=dict)  # the latest training metrics (loss, ...)
+    last_eval: str = "-"
+    phase_seconds: dict = field(default_factory=dict)
+
+
+class Run:
+    """One training run: envs, an agent, and the loop over them; subclasses write ``loop``."""
+
+    def __init__(self, cfg: DictConfig, hparams: Any, envs: gym.vector.VectorEnv,
+                 make_envs: Callable[..., gym.vector.VectorEnv], seeds: RunSeeds,
+                 store: CheckpointStore) -> None:
+        self.cfg, self.hparams, self.envs, self.seeds, self.store = (cfg, hparams, envs, seeds,
+                                                                     store)
+        self._make_envs = make_envs
+        self.rng = np.random.default_rng(seeds.exploration)  # the agent's own draws
+        self.timer = PhaseTimer()
+        self.state: LoopState = None  # type: ignore[assignment]  # set by start or restore
+        self.writer: MetricsWriter = None  # type: ignore[assignment]
+        self.progress: Progress = None  # type: ignore[assignment]
+        self.saved_step: int | None = None  # env step of the newest checkpoint written/loaded
+        self._clock_start = 0.0
+
+    # -- what a trainer provides -------------------------------------------------------------
+    total: int  # the progress bar's length, in ``progress_units``
+    progress_units: str = "step"
+
+    @staticmethod
+    def env_factory(make_envs: Callable[..., gym.vector.VectorEnv], hparams: Any
+                    ) -> Callable[..., gym.vector.VectorEnv]:
+        """How this trainer makes its envs from the env config's factory (as configured)."""
+        return make_envs
+
+    def start(self) -> None:
+        """Reset the envs and set ``self.state`` for a fresh run."""
+        raise NotImplementedError
+
+    def loop(self, stop: StopSignals) -> None:
+        """Train until the budget is spent; call ``after_iteration`` at the end of each pass."""
+        raise NotImplementedError
+
+    def greedy_actions(self, obs: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def network(self):
+        """The Keras model saved as ``model.keras`` at the end."""
+        raise NotImplementedError
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The large state to checkpoint (weights, optimizer, replay)."""
+        raise NotImplementedError
+
+    def load_arrays(self, arrays: dict[str, np.ndarray], extra: dict) -> None:
+        raise NotImplementedError
+
+    def extra_state(self) -> dict:
+        """Small picklable state beyond the loop state and the envs (replay counters...)."""
+        return {}
+
+    def timing_extras(self) -> dict:
+        return {}
+
+    # -- shared ------------------------------------------------------------------------------
+    def elapsed(self) -> float:
+        """Wall-clock seconds of training so far, earlier sessions included."""
+        return time.perf_counter() - self._clock_start
+
+    def begin_session(self) -> None:
+        self._clock_start = time.perf_counter() - self.state.seconds
+
+    def evaluate(self, episodes: int, index: int, policy: Policy | None = None) -> EvalResult:
+        """Greedy episodes on fresh envs seeded from the run's eval seed and ``index``."""
+        return run_episodes(policy or self.greedy_actions,
+                            lambda n: self._make_envs(num_envs=n), episodes,
+                            seed=self.seeds.eval + index)
+
+    def evaluate_if_due(self) -> None:
+        """The periodic greedy evaluation, written as an ``eval`` row."""
+        s = self.state
+        if s.step < s.next_eval:
+            return
+        while s.next_eval <= s.step:
+            s.next_eval += self.cfg.eval.every_steps
+        with self.timer.phase("evaluation"):
+            result = self.evaluate(self.cfg.eval.episodes, s.evals)
+        s.evals += 1
+        summary = result.summary()
+        elapsed = self.elapsed()
+        self.writer.write({
+            "kind": "eval", "env_step": s.step, "episode": s.episodes,
+            "return": summary["mean"], "length": summary["mean_length"], **s.last,
+            "steps_per_s": s.step / elapsed, "wall_time_s": elapsed,
+            "return_std": summary["std"], "return_min": summary["min"],
+            "return_max": summary["max"],
+        })
+        s.last_eval = f"{summary['mean']:.1f}"
+
+    def write_episode(self, episode_return: float, length: int, **columns: Any) -> None:
+        """A ``train`` row for an episode that just ended."""
+        s = self.state
+        s.episodes += 1
+        s.recent_returns.append(episode_return)
+        elapsed = self.elapsed()
+        self.writer.write({
+            "kind": "train", "env_step": s.step, "episode": s.episodes,
+            "return": episode_return, "length": length, **columns, **s.last,
+            "steps_per_s": s.step / elapsed, "wall_time_s": elapsed,
+        })
+
+    def show_progress(self, position: int, session_rate: float, final: bool, **fields: str):
+        if self.progress.due() or final:
+            s = self.state
+            self.progress.show(position, {
+                "steps/s": f"{session_rate:.0f}", **fields,
+                "return": f"{np.mean(s.recent_returns):.1f}" if s.recent_returns else "-",
+                "eval": s.last_eval,
+            })
+
+    def check_finite(self, values: dict[str, float], *arrays: np.ndarray) -> None:
+        """Stop with one line naming the env step if a loss or output is NaN or infinite."""
+        if all(math.isfinite(v) for v in values.values() if v is not None) and all(
+                np.isfinite(a).all() for a in arrays):
+            return
+        kept = self.store.paths()
+        where = f"the last good checkpoint is {kept[-1]}" if kept else "no checkpoint was written"
+        shown = ", ".join(f"{k} {v}" for k, v in values.items())
+        raise NonFiniteError(
+            f"non-finite values at env step {self.state.step} ({shown}); training stopped, "
+            f"{where}; try a lower trainer.learning_rate"
+        )
+
+    def after_iteration(self, stop: StopSignals) -> None:
+        """Checkpoint when one is due or a stop signal came; then stop if it did."""
+        s, cfg = self.state, self.cfg
+        due = s.next_checkpoint is not None and s.step >= s.next_checkpoint
+        if not cfg.checkpoint.enabled or not (due or stop.signum is not None):
+            return
+        while s.next_checkpoint is not None and s.next_checkpoint <= s.step:
+            s.next_checkpoint += cfg.checkpoint.every_steps
+        with self.timer.phase("checkpoint"):
+            path = self.save_checkpoint()
+        if stop.signum is not None:
+            raise TrainingInterrupted(stop.signum, s.step, path)
+
+    def timing(self) -> dict:
+        s = self.state
+        seconds = self.elapsed()
+        return {"env_steps": s.step, "seconds": seconds, "steps_per_s": s.step / seconds,
+                "phases": self.timer.summary(s.step, seconds), **self.timing_extras()}
+
+    def save_checkpoint(self) -> Path:
+        """Checkpoint everything the loop needs to continue exactly from this point."""
+        s = self.state
+        s.seconds = self.elapsed()
+        s.phase_seconds = dict(self.timer.seconds)
+        state = {
+            "config": OmegaConf.to_container(self.cfg, resolve=True),
+            "loop": s,
+            "agent_rng": self.rng.bit_generator.state,
+            # not drawn from after set-up today; saved so that a future use stays resumable
+            "global_rngs": (random.getstate(), np.random.get_state()),
+            "envs": snapshot_envs(self.envs),
+            "metrics": self.writer.position(s.step),
+            "extra": self.extra_state(),
+        }
+        path = self.store.save(s.step, self.arrays(), state)
+        self.saved_step = s.step
+        return path
+
+    def restore(self, checkpoint: Checkpoint) -> dict:
+        """Load a checkpoint into the freshly built objects; return the metrics position."""
+        state = checkpoint.state
+        self.load_arrays(checkpoint.arrays, state["extra"])
+        self.rng.bit_generator.state = state["agent_rng"]
+        random.setstate(state["global_rngs"][0])
+        np.random.set_state(state["global_rngs"][1])
+        self.envs.close()
+        self.envs = restore_envs(state["envs"])
+        self.state = state["loop"]
+        self.timer.seconds.update(self.state.phase_seconds)
+        self.saved_step = checkpoint.step
+        return state["metrics"]
+
+
+class StopSignals:
+    """Turns SIGTERM and SIGINT into a request to checkpoint and stop at the end of the step.
+
+    A second signal while one is pending stops at once (KeyboardInterrupt). Outside the main
+    thread (where handlers cannot be installed) signals keep their default behaviour.
+    """
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._previous: dict[int, object] = {}
+
+    def __enter__(self) -> StopSignals:
+        if threading.current_thread() is threading.main_thread():
+            for signum in self.SIGNALS:
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+    def _handle(self, signum: int, frame: object) -> None:
+        if self.signum is not None:
+            raise KeyboardInterrupt
+        self.signum = signum
+        print(f"\n{signal.Signals(signum).name} received: checkpointing at the end of this step "
+              f"(send it again to stop at once)", flush=True)

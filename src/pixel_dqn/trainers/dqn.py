@@ -1,0 +1,141 @@
+"""The DQN training loop: act, store, sample, update, sync, evaluate."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from functools import partial
+
+import numpy as np
+
+from pixel_dqn.agents.dqn import DQNAgent
+from pixel_dqn.config import DQNConfig, PixelEnvConfig
+from pixel_dqn.replay import ReplayBuffer
+from pixel_dqn.run import LoopState, Run, StopSignals
+from pixel_dqn.schedules import LinearSchedule
+
+
+@dataclass
+class DQNLoopState(LoopState):
+    """The DQN loop's own carry-over: the envs' current observations and episode tallies."""
+
+    obs: np.ndarray = None  # type: ignore[assignment]
+    episode_return: np.ndarray = None  # type: ignore[assignment]
+    episode_length: np.ndarray = None  # type: ignore[assignment]
+    autoreset: np.ndarray = None  # type: ignore[assignment]
+    since_train: int = 0
+    since_sync: int = 0
+
+
+class DQNRun(Run):
+    """DQN on a vector env with a replay buffer and a target network."""
+
+    def __init__(self, cfg, hparams: DQNConfig, envs, make_envs, build_model, seeds, store):
+        super().__init__(cfg, hparams, envs, make_envs, seeds, store)
+        obs_space, action_space = envs.single_observation_space, envs.single_action_space
+        total_gradient_steps = (max(cfg.total_steps - hparams.learning_starts, 0)
+                                // hparams.train_freq * hparams.gradient_steps)
+        self.agent = DQNAgent(partial(build_model, obs_space.shape, int(action_space.n)),
+                              int(action_space.n), hparams, total_gradient_steps)
+        self.buffer = ReplayBuffer(
+            hparams.buffer_size, obs_space.shape, obs_space.dtype,
+            np.random.default_rng(seeds.replay), num_envs=envs.num_envs,
+            # pixel observations are frame stacks: the replay stores each frame once
+            history=obs_space.shape[0] if cfg.env._target_ == PixelEnvConfig._target_ else None,
+            n_step=hparams.n_step, gamma=hparams.gamma, prioritized=hparams.prioritized,
+            alpha=hparams.priority_alpha, priority_eps=hparams.priority_eps,
+        )
+        self.total = cfg.total_steps
+
+    def start(self) -> None:
+        num_envs = self.envs.num_envs
+        obs, _ = self.envs.reset(seed=[self.seeds.env + i for i in range(num_envs)])
+        self.buffer.start_episodes(np.arange(num_envs), obs)
+        self.state = DQNLoopState(
+            next_eval=self.cfg.eval.every_steps, next_checkpoint=self.cfg.checkpoint.every_steps,
+            last={"loss": None, "mean_q": None}, obs=obs, episode_return=np.zeros(num_envs),
+            episode_length=np.zeros(num_envs, dtype=np.int64),
+            autoreset=np.zeros(num_envs, dtype=bool))
+
+    def greedy_actions(self, obs: np.ndarray) -> np.ndarray:
+        return self.agent.greedy_actions(obs)
+
+    def network(self):
+        return self.agent.online
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        replay_arrays, _ = self.buffer.state_dict()
+        return {**{f"agent/{k}": v for k, v in self.agent.state_dict().items()},
+                **{f"replay/{k}": v for k, v in replay_arrays.items()}}
+
+    def extra_state(self) -> dict:
+        return {"replay": self.buffer.state_dict()[1]}
+
+    def load_arrays(self, arrays: dict[str, np.ndarray], extra: dict) -> None:
+        self.agent.load_state_dict({k.removeprefix("agent/"): v for k, v in arrays.items()
+                                    if k.startswith("agent/")})
+        self.buffer.load_state_dict({k.removeprefix("replay/"): v for k, v in arrays.items()
+                                     if k.startswith("replay/")}, extra["replay"])
+
+    def timing_extras(self) -> dict:
+        return {"replay": {"capacity": self.buffer.capacity, "bytes": self.buffer.nbytes,
+                           "bytes_per_step": self.buffer.bytes_per_step}}
+
+    def loop(self, stop: StopSignals) -> None:
+        cfg, hparams, s = self.cfg, self.hparams, self.state
+        agent, buffer, timer = self.agent, self.buffer, self.timer
+        num_envs = self.envs.num_envs
+        epsilon_at = LinearSchedule(hparams.exploration_initial_eps,
+                                    hparams.exploration_final_eps, hparams.exploration_steps)
+        beta_at = LinearSchedule(hparams.priority_beta_initial, 1.0, cfg.total_steps)
+        session_start, session_first_step = time.perf_counter(), s.step
+
+        # a vector step adds up to num_envs env steps: stop before one could exceed the budget
+        while s.step + num_envs <= cfg.total_steps:
+            learning = s.step >= hparams.learning_starts
+            epsilon = epsilon_at(s.step) if learning else 1.0
+            with timer.phase("act"):
+                actions = agent.act(s.obs, epsilon, self.rng)
+            with timer.phase("env"):
+                next_obs, rewards, terminated, truncated, _ = self.envs.step(actions)
+            # CRUCIAL: in gymnasium 1.x a finished sub-env is reset by the NEXT step call; that
+            # step carries no transition and must not be stored or counted.
+            live = ~s.autoreset
+            # Store `terminated`, not `terminated | truncated`: a time-limit truncation
+            # bootstraps (the reset slot that follows it is what ends its n-step sums).
+            with timer.phase("replay_add"):
+                buffer.add(np.flatnonzero(live), actions[live], rewards[live], next_obs[live],
+                           terminated[live])
+                buffer.start_episodes(np.flatnonzero(s.autoreset), next_obs[s.autoreset])
+            new_steps = int(live.sum())
+            s.step += new_steps
+            s.since_train += new_steps
+            s.since_sync += new_steps
+            s.episode_return[live] += rewards[live]
+            s.episode_length[live] += 1
+            for i in np.flatnonzero(live & (terminated | truncated)):
+                self.write_episode(float(s.episode_return[i]), int(s.episode_length[i]),
+                                   epsilon=epsilon)
+                s.episode_return[i] = 0.0
+                s.episode_length[i] = 0
+            s.autoreset = terminated | truncated
+            s.obs = next_obs  # CRUCIAL: the next action is chosen from the new observation
+
+            if s.step >= hparams.learning_starts and s.since_train >= hparams.train_freq:
+                phases, s.since_train = divmod(s.since_train, hparams.train_freq)
+                with timer.phase("replay_sample"):
+                    batches = buffer.sample(hparams.batch_size, phases * hparams.gradient_steps,
+                                            beta=beta_at(s.step))
+                # the target moves only at the end of a training phase (never in between)
+                sync = s.since_sync >= hparams.target_update_interval
+                s.since_sync = 0 if sync else s.since_sync
+                with timer.phase("train_step"):
+                    s.last, td_errors = agent.update(batches, sync_target=sync)
+                self.check_finite(s.last, td_errors)
+                with timer.phase("replay_sample"):
+                    buffer.update_priorities(batches.indices, td_errors)
+            self.evaluate_if_due()
+            rate = (s.step - session_first_step) / (time.perf_counter() - session_start)
+            self.show_progress(s.step, rate, final=s.step + num_envs > cfg.total_steps,
+                               eps=f"{epsilon:.2f}")
+            self.after_iteration(stop)
