@@ -20,13 +20,15 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 from pixel_dqn.benchmarking import invocation, machine_description, today, write_benchmark
 
 ROOT = Path(__file__).resolve().parents[1]
 SOLVED = 475.0
 
 
-def run_seed(name: str, seed: int, overrides: list[str]) -> dict:
+def run_seed(name: str, seed: int, overrides: list[str], tail: int) -> dict:
     run_dir = ROOT / "outputs" / "benchmarks" / name / f"seed{seed}"
     shutil.rmtree(run_dir, ignore_errors=True)  # train from scratch: a run dir would resume
     command = [sys.executable, str(ROOT / "scripts" / "train.py"), *overrides, f"seed={seed}",
@@ -37,7 +39,9 @@ def run_seed(name: str, seed: int, overrides: list[str]) -> dict:
     final = json.loads((run_dir / "eval.json").read_text())
     timing = json.loads((run_dir / "timing.json").read_text())
     with open(run_dir / "metrics.csv", newline="") as f:
-        evals = [r for r in csv.DictReader(f) if r["kind"] == "eval"]
+        rows = list(csv.DictReader(f))
+    evals = [r for r in rows if r["kind"] == "eval"]
+    train_returns = [float(r["return"]) for r in rows if r["kind"] == "train"]
     first_solved = next((int(r["env_step"]) for r in evals if float(r["return"]) >= SOLVED), None)
     if first_solved is None and final["mean"] >= SOLVED:
         first_solved = timing["env_steps"]  # only the final evaluation reached it
@@ -49,6 +53,8 @@ def run_seed(name: str, seed: int, overrides: list[str]) -> dict:
         "final_eval_episodes": final["episodes"],
         "env_steps": timing["env_steps"],
         "first_eval_at_475": first_solved,
+        "train_tail_episodes": min(tail, len(train_returns)),
+        "train_tail_return_mean": float(np.mean(train_returns[-tail:])),
         "train_wall_time_s": timing["seconds"],
         "train_steps_per_s": timing["steps_per_s"],
         "time_per_env_step_us": {k: v["us_per_env_step"] for k, v in timing["phases"].items()},
@@ -56,8 +62,14 @@ def run_seed(name: str, seed: int, overrides: list[str]) -> dict:
     }
 
 
-def to_markdown(name: str, command: str, machine: str, date: str, results: list[dict]) -> str:
+def to_markdown(name: str, command: str, machine: str, date: str, results: list[dict],
+                train_target: float | None = None) -> str:
     solved = sum(r["final_eval_mean"] >= SOLVED for r in results)
+    tail = results[0]["train_tail_episodes"]
+    target_line = [] if train_target is None else [
+        f"- seeds whose last {tail} training episodes average >= {train_target:g}: **"
+        f"{sum(r['train_tail_return_mean'] >= train_target for r in results)} of "
+        f"{len(results)}**"]
     lines = [
         f"# Learning benchmark: {name}",
         "",
@@ -65,17 +77,20 @@ def to_markdown(name: str, command: str, machine: str, date: str, results: list[
         f"- machine: {machine}",
         f"- date: {date}",
         f"- seeds with final greedy eval mean >= {SOLVED:.0f}: **{solved} of {len(results)}**",
+        *target_line,
         "",
         "| seed | final greedy eval (episodes) | env steps | first eval >= 475 at | "
+        f"mean training return, last {tail} episodes | "
         "train wall time (s) | env steps/s | process wall time (s) |",
-        "|---:|---|---:|---:|---:|---:|---:|",
+        "|---:|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         first = r["first_eval_at_475"] if r["first_eval_at_475"] is not None else "never"
         lines.append(
             f"| {r['seed']} | {r['final_eval_mean']:.1f} +- {r['final_eval_std']:.1f} "
             f"(min {r['final_eval_min']:.0f}; {r['final_eval_episodes']}) | {r['env_steps']} | "
-            f"{first} | {r['train_wall_time_s']:.1f} | {r['train_steps_per_s']:.0f} | "
+            f"{first} | {r['train_tail_return_mean']:.1f} | {r['train_wall_time_s']:.1f} | "
+            f"{r['train_steps_per_s']:.0f} | "
             f"{r['process_wall_time_s']:.1f} |"
         )
     phases = list(results[0]["time_per_env_step_us"])
@@ -101,12 +116,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--name", required=True, help="benchmark name: file stem under benchmarks/")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    parser.add_argument("--tail", type=int, default=100,
+                        help="training episodes at the end whose mean return is reported")
+    parser.add_argument("--train-target", type=float, default=None,
+                        help="also count seeds whose tail mean training return reaches this")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides passed to scripts/train.py")
     args = parser.parse_args()
     command = invocation("scripts/benchmark_learning.py")
     date, machine = today(), machine_description()
-    results = [run_seed(args.name, seed, args.overrides) for seed in args.seeds]
-    markdown = to_markdown(args.name, command, machine, date, results)
+    results = [run_seed(args.name, seed, args.overrides, args.tail) for seed in args.seeds]
+    markdown = to_markdown(args.name, command, machine, date, results, args.train_target)
     write_benchmark(ROOT / "benchmarks", args.name, markdown,
                     {"command": command, "machine": machine, "date": date, "results": results})
     print(markdown)

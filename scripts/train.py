@@ -1,13 +1,16 @@
 """Train an agent: ``python scripts/train.py [group=option ...] [key=value ...]``.
 
-Thin Hydra entry point; all the work is in ``pixel_dqn.training.train``.
+Thin Hydra entry point; all the work is in ``pixel_dqn.training.train``. In a multirun a failed
+job raises instead of exiting, so Hydra records it and the other jobs still run.
 """
 
+import os
 import sys
 from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from pixel_dqn.cli import check_writable, exit_on_user_error, quiet_tensorflow_logs
@@ -17,22 +20,49 @@ quiet_tensorflow_logs()
 register_configs()
 
 
+class JobFailed(RuntimeError):
+    """One job of a multirun failed (its one-line reason is in the message and its log)."""
+
+
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> float:
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
-    with exit_on_user_error():
-        validate(cfg)  # before TensorFlow loads: a bad value fails in a second, in one line
-        check_writable(run_dir)
-        from pixel_dqn.training import NonFiniteError, TrainingInterrupted, train
+    hydra_cfg = HydraConfig.get()
+    run_dir = Path(hydra_cfg.runtime.output_dir)
+    try:
+        with exit_on_user_error():
+            validate(cfg)  # before TensorFlow loads: a bad value fails in a second, in one line
+            check_writable(run_dir)
+            share_cores_between_parallel_jobs(cfg, hydra_cfg.launcher)
+            return _train(cfg, run_dir)
+    except SystemExit as stop:
+        if hydra_cfg.mode == RunMode.MULTIRUN and stop.code not in (0, None):
+            raise JobFailed(f"job {hydra_cfg.job.num} ({run_dir.name}) failed with exit "
+                            f"status {stop.code}") from None
+        raise
 
-        try:
-            return train(cfg, run_dir).mean
-        except TrainingInterrupted as stop:
-            print(f"stopped: {stop}", file=sys.stderr, flush=True)
-            raise SystemExit(128 + stop.signum) from None
-        except NonFiniteError as error:
-            print(f"error: {error}", file=sys.stderr, flush=True)
-            raise SystemExit(3) from None
+
+def _train(cfg: DictConfig, run_dir: Path) -> float:
+    from pixel_dqn.training import NonFiniteError, TrainingInterrupted, train
+
+    try:
+        return train(cfg, run_dir).mean
+    except TrainingInterrupted as stop:
+        print(f"stopped: {stop}", file=sys.stderr, flush=True)
+        raise SystemExit(128 + stop.signum) from None
+    except NonFiniteError as error:
+        print(f"error: {error}", file=sys.stderr, flush=True)
+        raise SystemExit(3) from None
+
+
+def share_cores_between_parallel_jobs(cfg: DictConfig, launcher: DictConfig) -> None:
+    """Under the joblib launcher, give each job its share of the cores (TensorFlow's pools are
+    sized before it initialises); ``threads.intra_op`` other than 0 is left as set."""
+    if cfg.threads.intra_op != 0 or "joblib" not in str(launcher.get("_target_", "")).lower():
+        return
+    cores = os.cpu_count() or 1
+    n_jobs = int(launcher.get("n_jobs") or -1)
+    parallel = cores if n_jobs < 0 else min(n_jobs, cores)  # joblib: -1 means one per core
+    cfg.threads.intra_op = max(cores // parallel, 1)
 
 
 if __name__ == "__main__":

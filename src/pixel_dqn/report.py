@@ -1,0 +1,191 @@
+"""Seed-aggregated statistics of a multirun: per arm, IQM with a bootstrap CI, curves, failures.
+
+An arm is a job's overrides without its seed; the jobs of an arm are its seeds. A job that has
+no ``eval.json`` (it failed, or is still running) is reported by name, never dropped silently.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import yaml
+from scipy import stats
+
+from pixel_dqn.evaluation import EVAL_FILE
+from pixel_dqn.metrics import CSV_FILE
+
+SOLVED = 475.0
+CONFIDENCE = 0.95
+
+
+@dataclass
+class Job:
+    name: str
+    overrides: list[str]
+    seed: int | None
+    arm: str = ""  # the overrides that tell this job's arm from the others (set by find_jobs)
+    final_eval: float | None = None
+    steps_per_s: float | None = None
+    first_solved_step: float = math.inf  # env steps to the first eval >= SOLVED
+    curve: list[tuple[int, float]] = field(default_factory=list)  # (env step, eval return)
+
+    @property
+    def finished(self) -> bool:
+        return self.final_eval is not None
+
+
+def read_job(job_dir: Path) -> Job:
+    """A job directory of a Hydra multirun (it holds ``.hydra/overrides.yaml``)."""
+    overrides = yaml.safe_load((job_dir / ".hydra" / "overrides.yaml").read_text()) or []
+    seed = next((int(o.split("=", 1)[1]) for o in overrides if o.startswith("seed=")), None)
+    job = Job(job_dir.name, [o for o in overrides if not o.startswith("seed=")], seed)
+    if (job_dir / CSV_FILE).is_file():
+        with open(job_dir / CSV_FILE, newline="") as f:
+            job.curve = [(int(r["env_step"]), float(r["return"]))
+                         for r in csv.DictReader(f) if r["kind"] == "eval"]
+    if (job_dir / EVAL_FILE).is_file():
+        job.final_eval = float(json.loads((job_dir / EVAL_FILE).read_text())["mean"])
+        timing_file = job_dir / "timing.json"
+        if timing_file.is_file():
+            timing = json.loads(timing_file.read_text())
+            job.steps_per_s = float(timing["steps_per_s"])
+            job.curve.append((int(timing["env_steps"]), job.final_eval))
+        solved = [step for step, value in job.curve if value >= SOLVED]
+        job.first_solved_step = float(solved[0]) if solved else math.inf
+    return job
+
+
+def find_jobs(multirun_dir: Path) -> list[Job]:
+    """Every job directory under ``multirun_dir``, sorted by name, with its arm: the overrides
+    (seed aside) that differ between the sweep's jobs."""
+    dirs = sorted(p.parent.parent for p in multirun_dir.rglob(".hydra/overrides.yaml")
+                  if p.parent.parent != multirun_dir)
+    jobs = [read_job(d) for d in dirs]
+    shared = set.intersection(*(set(j.overrides) for j in jobs)) if jobs else set()
+    for job in jobs:
+        job.arm = " ".join(o.lstrip("+") for o in job.overrides if o not in shared) or "all"
+    return jobs
+
+
+def iqm(values: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Interquartile mean: the mean of the middle 50% (25% trimmed from each end)."""
+    return stats.trim_mean(values, 0.25, axis=axis)
+
+
+def iqm_ci(values: np.ndarray, seed: int = 0) -> tuple[float, float]:
+    """95% percentile-bootstrap confidence interval of the IQM (NaN with fewer than 2 values)."""
+    values = np.asarray(values, float)
+    if len(values) < 2 or np.all(values == values[0]):
+        value = float(iqm(values)) if len(values) else math.nan
+        return (value, value) if len(values) >= 2 else (math.nan, math.nan)
+    result = stats.bootstrap((values,), iqm, confidence_level=CONFIDENCE, n_resamples=10_000,
+                             method="percentile", random_state=np.random.default_rng(seed))
+    return float(result.confidence_interval.low), float(result.confidence_interval.high)
+
+
+def summarise(jobs: list[Job]) -> list[dict]:
+    """One row per arm: seeds, IQM and its CI, mean and std, median steps to 475, steps/s."""
+    arms: dict[str, list[Job]] = defaultdict(list)
+    for job in jobs:
+        arms[job.arm].append(job)
+    rows = []
+    for arm, arm_jobs in arms.items():
+        done = [j for j in arm_jobs if j.finished]
+        finals = np.array([j.final_eval for j in done], float)
+        low, high = iqm_ci(finals)
+        median_solved = float(np.median([j.first_solved_step for j in done])) if done else math.nan
+        rows.append({
+            "arm": arm,
+            "seeds": len(done),
+            "failed_or_unfinished": len(arm_jobs) - len(done),
+            "final_eval_iqm": float(iqm(finals)) if len(done) else math.nan,
+            "iqm_ci_low": low,
+            "iqm_ci_high": high,
+            "final_eval_mean": float(finals.mean()) if len(done) else math.nan,
+            "final_eval_std": float(finals.std()) if len(done) else math.nan,
+            "median_steps_to_475": median_solved,
+            "steps_per_s": float(np.mean([j.steps_per_s for j in done if j.steps_per_s]))
+            if done else math.nan,
+        })
+    return rows
+
+
+def write_report(multirun_dir: Path, jobs: list[Job], rows: list[dict], command: str,
+                 date: str, machine: str) -> None:
+    """``report.md``, ``report.csv`` and ``curves.png`` in ``multirun_dir``."""
+    with open(multirun_dir / "report.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["arm"])
+        writer.writeheader()
+        writer.writerows(rows)
+    plot_curves(jobs, multirun_dir / "curves.png")
+    failed = [j.name for j in jobs if not j.finished]
+    lines = [
+        f"# Report: {multirun_dir.name}",
+        "",
+        f"- command: `{command}`",
+        f"- machine: {machine}",
+        f"- date: {date}",
+        f"- jobs: {len(jobs)}, finished: {len(jobs) - len(failed)}",
+        "",
+        "| arm | seeds | final greedy eval IQM [95% CI] | mean +- std | median env steps to "
+        "first eval >= 475 | env steps/s |",
+        "|---|---:|---|---|---:|---:|",
+    ]
+    for r in rows:
+        steps = ("never (median)" if math.isinf(r["median_steps_to_475"])
+                 else f"{r['median_steps_to_475']:.0f}")
+        lines.append(
+            f"| {r['arm']} | {r['seeds']} | {r['final_eval_iqm']:.1f} "
+            f"[{r['iqm_ci_low']:.1f}, {r['iqm_ci_high']:.1f}] | {r['final_eval_mean']:.1f} +- "
+            f"{r['final_eval_std']:.1f} | {steps} | {r['steps_per_s']:.0f} |")
+    lines += [
+        "",
+        "IQM: interquartile mean of the seeds' final greedy evaluations (scipy.stats.trim_mean, "
+        "25% cut from each end); CI: 95% percentile bootstrap of the IQM over seeds "
+        "(scipy.stats.bootstrap, 10,000 resamples). A seed that never reached 475 counts as "
+        "infinitely many steps in the median.",
+        "",
+        "![eval return vs env steps](curves.png)",
+        "",
+        "Failed or unfinished jobs (no eval.json): " + (", ".join(failed) if failed else "none"),
+        "",
+    ]
+    (multirun_dir / "report.md").write_text("\n".join(lines))
+
+
+def plot_curves(jobs: list[Job], path: Path) -> None:
+    """Greedy eval return vs env steps per arm: the IQM over seeds and its 95% CI band."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    arms: dict[str, list[Job]] = defaultdict(list)
+    for job in jobs:
+        if job.curve:
+            arms[job.arm].append(job)
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for arm, arm_jobs in arms.items():
+        # the k-th evaluation of each seed (their env steps differ by < num_envs)
+        points = min(len(j.curve) for j in arm_jobs)
+        steps = np.array([[j.curve[k][0] for j in arm_jobs] for k in range(points)]).mean(1)
+        values = np.array([[j.curve[k][1] for j in arm_jobs] for k in range(points)])
+        centre = iqm(values, axis=1)
+        bands = np.array([iqm_ci(v) for v in values])
+        line, = ax.plot(steps, centre, label=f"{arm} ({len(arm_jobs)} seeds)")
+        if len(arm_jobs) > 1:
+            ax.fill_between(steps, bands[:, 0], bands[:, 1], color=line.get_color(), alpha=0.2)
+    ax.set_xlabel("env steps")
+    ax.set_ylabel("greedy eval return (IQM over seeds)")
+    ax.set_ylim(0, 520)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -1,0 +1,127 @@
+"""Ablation presets, multiruns through Hydra's launchers, and the seed-aggregated report."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import yaml
+from conftest import ROOT
+
+from pixel_dqn.report import find_jobs, iqm, iqm_ci, summarise
+
+PRESETS = {
+    "state_vs_pixels": {"state": "make_env", "pixels": "make_pixel_env"},
+    "pixel_obs": {"obs_diff": "diff", "obs_diff_current": "diff_current", "obs_stack": "stack"},
+    "dqn_variants": {"vanilla": (False, 1, False, False), "double": (True, 1, False, False),
+                     "dueling": (False, 1, False, True), "n_step": (False, 3, False, False),
+                     "prioritized": (False, 1, True, False)},
+}
+TINY = ("env=cartpole_state", "model=mlp", "trainer=dqn", "total_steps=300",
+        "model.hidden_sizes=[16]", "trainer.learning_starts=100", "trainer.batch_size=32",
+        "eval.every_steps=150", "eval.episodes=2", "eval.final_episodes=2",
+        "progress_interval_s=1000")
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_every_preset_composes_each_of_its_arms(compose_config, preset):
+    arms = PRESETS[preset]
+    for arm, expected in arms.items():
+        cfg = compose_config(f"+experiment={preset}", f"+arm={arm}")
+        if preset == "state_vs_pixels":
+            assert cfg.env._target_.endswith(expected)
+        elif preset == "pixel_obs":
+            assert cfg.env.obs_mode == expected == cfg.model.obs_mode
+        else:
+            t = cfg.trainer
+            assert (t.double_dqn, t.n_step, t.prioritized, cfg.model.dueling) == expected
+            assert cfg.env._target_.endswith("make_env")  # the state agent by default
+
+
+def _multirun(tmp_path, *overrides, check=True):
+    command = [sys.executable, str(ROOT / "scripts" / "train.py"), "-m", *TINY, *overrides,
+               f"hydra.sweep.dir={tmp_path}"]
+    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=900,
+                          check=check)
+
+
+def _report(multirun_dir):
+    subprocess.run([sys.executable, str(ROOT / "scripts" / "report.py"), str(multirun_dir)],
+                   cwd=ROOT, capture_output=True, text=True, timeout=300, check=True)
+    with open(multirun_dir / "report.csv", newline="") as f:
+        return {row["arm"]: row for row in csv.DictReader(f)}
+
+
+@pytest.mark.parametrize("launcher", ["basic", "joblib"])
+def test_tiny_multirun_and_its_report(tmp_path, launcher):
+    extra = () if launcher == "basic" else ("hydra/launcher=joblib", "hydra.launcher.n_jobs=2")
+    _multirun(tmp_path, "+arm=vanilla,double", "seed=0,1", *extra)
+    jobs = find_jobs(tmp_path)
+    assert len(jobs) == 4 and all(j.finished for j in jobs)
+    rows = _report(tmp_path)
+    assert set(rows) == {"arm=vanilla", "arm=double"}
+    assert all(int(r["seeds"]) == 2 for r in rows.values())
+    for name in ("report.md", "report.csv", "curves.png"):
+        assert (tmp_path / name).stat().st_size > 0
+    if launcher == "joblib":  # two jobs side by side on the cores: one TF thread each
+        threads = {yaml.safe_load((tmp_path / j.name / "config.yaml").read_text())
+                   ["threads"]["intra_op"] for j in jobs}
+        assert threads == {max((os.cpu_count() or 1) // 2, 1)}
+
+
+def test_a_failing_job_does_not_lose_the_others_and_is_listed(tmp_path):
+    proc = _multirun(tmp_path, "trainer.gamma=0.9,1.5", check=False)
+    assert proc.returncode != 0
+    assert "trainer.gamma=1.5 is invalid" in proc.stderr
+    jobs = {j.name: j for j in find_jobs(tmp_path)}
+    assert len(jobs) == 2 and sum(j.finished for j in jobs.values()) == 1
+    _report(tmp_path)
+    failed = next(name for name, j in jobs.items() if not j.finished)
+    assert f"Failed or unfinished jobs (no eval.json): {failed}" in (
+        tmp_path / "report.md").read_text()
+
+
+def test_submitit_local_runs_a_sweep(tmp_path):
+    _multirun(tmp_path, "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10",
+              "seed=0,1")
+    jobs = find_jobs(tmp_path)
+    assert len(jobs) == 2 and all(j.finished for j in jobs)
+
+
+def _fake_job(root, name, overrides, final, evals):
+    job = root / name
+    (job / ".hydra").mkdir(parents=True)
+    (job / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
+    with open(job / "metrics.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["kind", "env_step", "return"])
+        writer.writerows(["eval", step, value] for step, value in evals)
+    if final is not None:
+        (job / "eval.json").write_text(json.dumps({"mean": final}))
+        (job / "timing.json").write_text(json.dumps({"steps_per_s": 100.0, "env_steps": 300}))
+
+
+def test_report_statistics_on_known_values(tmp_path):
+    finals = [100, 200, 300, 400, 500, 600, 700, 800]
+    for seed, final in enumerate(finals):
+        _fake_job(tmp_path, f"{seed}_a", ["+arm=a", f"seed={seed}"], final,
+                  [(100, 50.0), (200, 480.0 if seed < 3 else 60.0)])
+    for seed in range(3):
+        _fake_job(tmp_path, f"{seed}_b", ["+arm=b", f"seed={seed}"], 250.0, [(100, 10.0)])
+    _fake_job(tmp_path, "3_b", ["+arm=b", "seed=3"], None, [(100, 10.0)])  # unfinished
+    rows = {r["arm"]: r for r in summarise(find_jobs(tmp_path))}
+    a, b = rows["arm=a"], rows["arm=b"]
+    assert a["final_eval_iqm"] == pytest.approx(450.0)  # mean of 300..600
+    assert a["final_eval_mean"] == pytest.approx(450.0) and a["seeds"] == 8
+    assert 100 <= a["iqm_ci_low"] < 450 < a["iqm_ci_high"] <= 800
+    # eval >= 475 at step 200 on seeds 0-2; the final evals (at step 300) of seeds 4-7 reach it
+    # too; seed 3 never does: median of 200, 200, 200, 300, 300, 300, 300, inf
+    assert a["median_steps_to_475"] == 300.0
+    assert (b["seeds"], b["failed_or_unfinished"]) == (3, 1)
+    assert (b["final_eval_iqm"], b["iqm_ci_low"], b["iqm_ci_high"]) == (250.0, 250.0, 250.0)
+    assert iqm(np.array([1.0, 2.0, 3.0, 100.0])) == pytest.approx(2.5)
+    low, high = iqm_ci(np.array([1.0, 2.0, 3.0, 100.0]))
+    assert 1.0 <= low <= 2.5 <= high <= 100.0
