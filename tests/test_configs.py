@@ -80,6 +80,7 @@ def test_unknown_key_is_rejected(compose_config):
         ("env.vector_mode=threads", "env.vector_mode"),
         ("trainer.optimizer=adagrad", "trainer.optimizer"),
         ("trainer.n_step=0", "trainer.n_step"),
+        ("trainer.eval_weight_average=1.0", "trainer.eval_weight_average"),
         ("checkpoint.keep=0", "checkpoint.keep"),
         ("checkpoint.every_steps=0", "checkpoint.every_steps"),
         ("env.vector_mode=async", "env.vector_mode"),  # async envs cannot be checkpointed

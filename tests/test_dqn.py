@@ -128,3 +128,32 @@ def test_td_errors_are_target_minus_q_of_the_taken_action():
     targets = batches.rewards[0] + batches.discounts[0] * (1 - batches.terminated[0]) * q_next
     _, td_errors = agent.update(batches)
     np.testing.assert_allclose(td_errors[0], targets - q_taken, rtol=1e-5, atol=1e-5)
+
+
+def _filled_buffer(seed: int = 0) -> ReplayBuffer:
+    rng = np.random.default_rng(seed)
+    buffer = ReplayBuffer(200, (4,), np.float32, rng)
+    buffer.start_episodes([0], rng.normal(size=(1, 4)).astype(np.float32))
+    for _ in range(100):
+        buffer.add([0], rng.integers(0, 2, 1), [1.0], rng.normal(size=(1, 4)).astype(np.float32),
+                   [False])
+    return buffer
+
+
+def test_evaluation_uses_an_exponential_average_of_the_online_weights():
+    agent, twin = _agent(eval_weight_average=0.9), _agent(eval_weight_average=0.9)
+    batches = [_filled_buffer().sample(16, steps) for steps in (2, 1)]
+    expected = [w.copy() for w in twin.online.get_weights()]
+    for fused in batches:
+        agent.update(fused)  # the average moves after every gradient step inside the call
+        for i in range(len(fused.actions)):  # the twin takes the same steps one by one
+            twin.update(type(fused)(*(a[i : i + 1] for a in fused)))
+            expected = [0.9 * e + 0.1 * w
+                        for e, w in zip(expected, twin.online.get_weights(), strict=True)]
+    for got, want in zip(agent.averaged.get_weights(), expected, strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
+    assert not np.allclose(agent.averaged.get_weights()[0], agent.online.get_weights()[0])
+    assert agent.evaluation_network is agent.averaged
+    obs = np.random.default_rng(1).normal(size=(5, 4)).astype(np.float32)
+    np.testing.assert_array_equal(
+        agent.greedy_actions(obs), np.argmax(agent.averaged(obs).numpy(), axis=1))

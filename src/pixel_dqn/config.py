@@ -154,6 +154,10 @@ class DQNConfig:
     """Importance-weight exponent at the start; annealed linearly to 1 at ``total_steps``."""
     priority_eps: float = 1e-6
     """Added to |TD error| so no transition's priority is zero."""
+    eval_weight_average: float | None = None
+    """If set (e.g. 0.999): greedy evaluations and the saved model use an exponential moving
+    average of the online weights with this decay per gradient step (Polyak averaging of the
+    iterates); acting and learning are unchanged. None: the online weights."""
 
 
 @dataclass
@@ -361,3 +365,6 @@ def _validate_dqn(t: DictConfig) -> None:
     _require(0 <= t.priority_beta_initial <= 1, "trainer.priority_beta_initial",
              t.priority_beta_initial, "in [0, 1]")
     _require(t.priority_eps > 0, "trainer.priority_eps", t.priority_eps, "> 0")
+    if t.eval_weight_average is not None:
+        _require(0 < t.eval_weight_average < 1, "trainer.eval_weight_average",
+                 t.eval_weight_average, "in (0, 1) or null")

@@ -52,6 +52,10 @@ class DQNAgent:
         self.online = build_q_network()
         self.target = build_q_network()
         self.target.set_weights(self.online.get_weights())
+        self.averaged: keras.Model | None = None
+        if hparams.eval_weight_average is not None:
+            self.averaged = build_q_network()
+            self.averaged.set_weights(self.online.get_weights())
         learning_rate: float | keras.optimizers.schedules.LearningRateSchedule
         learning_rate = hparams.learning_rate
         if hparams.final_learning_rate is not None:
@@ -67,13 +71,19 @@ class DQNAgent:
         )
         self.optimizer.build(self.online.trainable_variables)
         self._greedy = greedy_policy(self.online)
+        self._greedy_eval = greedy_policy(self.evaluation_network)
         self._fused_update = tf.function(self._fused_update_graph, jit_compile=hparams.jit_compile)
         self._sync = tf.function(self._sync_graph)
         self._tau = tf.constant(hparams.tau, tf.float32)
 
+    @property
+    def evaluation_network(self) -> keras.Model:
+        """The network greedy evaluations use: the weight average if configured, else online."""
+        return self.averaged if self.averaged is not None else self.online
+
     def greedy_actions(self, obs: np.ndarray) -> np.ndarray:
-        """Argmax actions for a batch of observations (one compiled call)."""
-        return self._greedy(obs)
+        """Evaluation: argmax actions of ``evaluation_network`` (one compiled call)."""
+        return self._greedy_eval(obs)
 
     def act(self, obs: np.ndarray, epsilon: float, rng: np.random.Generator) -> np.ndarray:
         """Epsilon-greedy actions for a batch of observations, one per env."""
@@ -82,7 +92,7 @@ class DQNAgent:
         actions = rng.integers(0, self.num_actions, size=n, dtype=np.int32)
         if explore.all():
             return actions  # skip the network call while exploring
-        return np.where(explore, actions, self.greedy_actions(obs)).astype(np.int32)
+        return np.where(explore, actions, self._greedy(obs)).astype(np.int32)
 
     def update(
         self, batches: Batch, sync_target: bool = False
@@ -121,8 +131,11 @@ class DQNAgent:
         assign_arrays(self._variable_groups(), arrays)
 
     def _variable_groups(self) -> dict[str, list]:
-        return {"online": self.online.variables, "target": self.target.variables,
-                "optimizer": self.optimizer.variables}
+        groups = {"online": self.online.variables, "target": self.target.variables,
+                  "optimizer": self.optimizer.variables}
+        if self.averaged is not None:
+            groups["averaged"] = self.averaged.variables
+        return groups
 
     def _train_step(self, obs, actions, rewards, next_obs, terminated, discounts, weights):
         next_q_target = self.target(next_obs, training=False)
@@ -139,6 +152,11 @@ class DQNAgent:
         variables = self.online.trainable_variables
         grads = tape.gradient(loss, variables)
         self.optimizer.apply_gradients(zip(grads, variables, strict=True))
+        if self.averaged is not None:
+            decay = self.hparams.eval_weight_average
+            for average, online in zip(self.averaged.variables, self.online.variables,
+                                       strict=True):
+                average.assign(decay * average + (1.0 - decay) * online)
         return loss, tf.reduce_mean(q_taken), td_errors
 
     def _fused_update_graph(self, obs, actions, rewards, next_obs, terminated, discounts,

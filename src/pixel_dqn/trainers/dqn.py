@@ -61,7 +61,7 @@ class DQNRun(Run):
         return self.agent.greedy_actions(obs)
 
     def network(self):
-        return self.agent.online
+        return self.agent.evaluation_network
 
     def arrays(self) -> dict[str, np.ndarray]:
         replay_arrays, _ = self.buffer.state_dict()
