@@ -14,7 +14,8 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from pixel_dqn.cli import check_writable, exit_on_user_error, quiet_tensorflow_logs
-from pixel_dqn.config import register_configs, validate
+from pixel_dqn.config import register_configs
+from pixel_dqn.validation import validate
 
 quiet_tensorflow_logs()
 register_configs()

@@ -8,7 +8,8 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from omegaconf.errors import ValidationError
 
-from pixel_dqn.config import ConfigError, DQNConfig, ReinforceConfig, validate
+from pixel_dqn.config import DQNConfig, ReinforceConfig
+from pixel_dqn.validation import ConfigError, validate
 
 GROUPS = ("env", "model", "trainer")
 

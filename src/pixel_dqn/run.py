@@ -115,16 +115,13 @@ class Run:
         """The Keras model saved as ``model.keras`` at the end."""
         raise NotImplementedError
 
-    def arrays(self) -> dict[str, np.ndarray]:
-        """The large state to checkpoint (weights, optimizer, replay)."""
+    def checkpoint_state(self) -> tuple[dict[str, np.ndarray], dict]:
+        """The trainer's own state to checkpoint: large arrays (weights, optimizer, replay) and
+        small picklable values (replay counters...), beyond the loop state and the envs."""
         raise NotImplementedError
 
-    def load_arrays(self, arrays: dict[str, np.ndarray], extra: dict) -> None:
+    def load_checkpoint_state(self, arrays: dict[str, np.ndarray], extra: dict) -> None:
         raise NotImplementedError
-
-    def extra_state(self) -> dict:
-        """Small picklable state beyond the loop state and the envs (replay counters...)."""
-        return {}
 
     def timing_extras(self) -> dict:
         return {}
@@ -230,16 +227,16 @@ class Run:
             "global_rngs": (random.getstate(), np.random.get_state()),
             "envs": snapshot_envs(self.envs),
             "metrics": self.writer.position(s.step),
-            "extra": self.extra_state(),
         }
-        path = self.store.save(s.step, self.arrays(), state)
+        arrays, state["extra"] = self.checkpoint_state()
+        path = self.store.save(s.step, arrays, state)
         self.saved_step = s.step
         return path
 
     def restore(self, checkpoint: Checkpoint) -> dict:
         """Load a checkpoint into the freshly built objects; return the metrics position."""
         state = checkpoint.state
-        self.load_arrays(checkpoint.arrays, state["extra"])
+        self.load_checkpoint_state(checkpoint.arrays, state["extra"])
         self.rng.bit_generator.state = state["agent_rng"]
         random.setstate(state["global_rngs"][0])
         np.random.set_state(state["global_rngs"][1])

@@ -63,15 +63,13 @@ class DQNRun(Run):
     def network(self):
         return self.agent.evaluation_network
 
-    def arrays(self) -> dict[str, np.ndarray]:
-        replay_arrays, _ = self.buffer.state_dict()
-        return {**{f"agent/{k}": v for k, v in self.agent.state_dict().items()},
-                **{f"replay/{k}": v for k, v in replay_arrays.items()}}
+    def checkpoint_state(self) -> tuple[dict[str, np.ndarray], dict]:
+        replay_arrays, replay_info = self.buffer.state_dict()
+        arrays = {**{f"agent/{k}": v for k, v in self.agent.state_dict().items()},
+                  **{f"replay/{k}": v for k, v in replay_arrays.items()}}
+        return arrays, {"replay": replay_info}
 
-    def extra_state(self) -> dict:
-        return {"replay": self.buffer.state_dict()[1]}
-
-    def load_arrays(self, arrays: dict[str, np.ndarray], extra: dict) -> None:
+    def load_checkpoint_state(self, arrays: dict[str, np.ndarray], extra: dict) -> None:
         self.agent.load_state_dict({k.removeprefix("agent/"): v for k, v in arrays.items()
                                     if k.startswith("agent/")})
         self.buffer.load_state_dict({k.removeprefix("replay/"): v for k, v in arrays.items()

@@ -9,8 +9,9 @@ from functools import partial
 import numpy as np
 
 from pixel_dqn.agents.reinforce import ReinforceAgent, discount_and_normalize_rewards
-from pixel_dqn.config import ConfigError, ReinforceConfig
+from pixel_dqn.config import ReinforceConfig
 from pixel_dqn.run import LoopState, Run, StopSignals
+from pixel_dqn.validation import ConfigError
 
 
 @dataclass
@@ -59,10 +60,10 @@ class ReinforceRun(Run):
     def network(self):
         return self.agent.policy
 
-    def arrays(self) -> dict[str, np.ndarray]:
-        return self.agent.state_dict()
+    def checkpoint_state(self) -> tuple[dict[str, np.ndarray], dict]:
+        return self.agent.state_dict(), {}
 
-    def load_arrays(self, arrays: dict[str, np.ndarray], extra: dict) -> None:
+    def load_checkpoint_state(self, arrays: dict[str, np.ndarray], extra: dict) -> None:
         self.agent.load_state_dict(arrays)
 
     def play_episodes(self) -> Episodes:
