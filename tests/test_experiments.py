@@ -66,6 +66,9 @@ def test_tiny_multirun_and_its_report(tmp_path, launcher):
     assert all(int(r["seeds"]) == 2 for r in rows.values())
     for name in ("report.md", "report.csv", "curves.png"):
         assert (tmp_path / name).stat().st_size > 0
+    report = (tmp_path / "report.md").read_text()  # the sweep's own command line, from Hydra
+    assert "- sweep: `python scripts/train.py -m " in report and "+arm=vanilla,double" in report
+    assert ("hydra/launcher=joblib" in report) == (launcher == "joblib")
     if launcher == "joblib":  # two jobs side by side on the cores: one TF thread each
         threads = {yaml.safe_load((tmp_path / j.name / "config.yaml").read_text())
                    ["threads"]["intra_op"] for j in jobs}
@@ -125,3 +128,9 @@ def test_report_statistics_on_known_values(tmp_path):
     assert iqm(np.array([1.0, 2.0, 3.0, 100.0])) == pytest.approx(2.5)
     low, high = iqm_ci(np.array([1.0, 2.0, 3.0, 100.0]))
     assert 1.0 <= low <= 2.5 <= high <= 100.0
+
+
+def test_jobs_are_listed_in_hydra_job_order(tmp_path):
+    for num in (10, 2, 1):
+        _fake_job(tmp_path, f"{num}_a-seed{num}", ["+arm=a", f"seed={num}"], 100.0, [(100, 10.0)])
+    assert [j.name for j in find_jobs(tmp_path)] == ["1_a-seed1", "2_a-seed2", "10_a-seed10"]

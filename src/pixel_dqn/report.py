@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +34,7 @@ class Job:
     final_eval: float | None = None
     steps_per_s: float | None = None
     first_solved_step: float = math.inf  # env steps to the first eval >= SOLVED
+    ended_at: float | None = None  # eval.json's modification time (seconds since the epoch)
     curve: list[tuple[int, float]] = field(default_factory=list)  # (env step, eval return)
 
     @property
@@ -51,6 +53,7 @@ def read_job(job_dir: Path) -> Job:
                          for r in csv.DictReader(f) if r["kind"] == "eval"]
     if (job_dir / EVAL_FILE).is_file():
         job.final_eval = float(json.loads((job_dir / EVAL_FILE).read_text())["mean"])
+        job.ended_at = (job_dir / EVAL_FILE).stat().st_mtime
         timing_file = job_dir / "timing.json"
         if timing_file.is_file():
             timing = json.loads(timing_file.read_text())
@@ -61,16 +64,39 @@ def read_job(job_dir: Path) -> Job:
     return job
 
 
+def _natural_order(path: Path) -> list[tuple[int, int | str]]:
+    """Sort key comparing the runs of digits in a path as numbers."""
+    return [(0, int(part)) if part.isdigit() else (1, part)
+            for part in re.split(r"(\d+)", str(path)) if part]
+
+
 def find_jobs(multirun_dir: Path) -> list[Job]:
-    """Every job directory under ``multirun_dir``, sorted by name, with its arm: the overrides
-    (seed aside) that differ between the sweep's jobs."""
-    dirs = sorted(p.parent.parent for p in multirun_dir.rglob(".hydra/overrides.yaml")
-                  if p.parent.parent != multirun_dir)
+    """Every job directory under ``multirun_dir`` in Hydra's job order (``2_...`` before
+    ``10_...``), with its arm: the overrides (seed aside) that differ between the sweep's jobs."""
+    dirs = sorted((p.parent.parent for p in multirun_dir.rglob(".hydra/overrides.yaml")
+                   if p.parent.parent != multirun_dir), key=_natural_order)
     jobs = [read_job(d) for d in dirs]
     shared = set.intersection(*(set(j.overrides) for j in jobs)) if jobs else set()
     for job in jobs:
         job.arm = " ".join(o.lstrip("+") for o in job.overrides if o not in shared) or "all"
     return jobs
+
+
+def describe_sweep(multirun_dir: Path, jobs: list[Job]) -> list[str]:
+    """The sweep's command (from Hydra's ``multirun.yaml``) and its wall time from file times:
+    multirun.yaml is written when the sweep starts, each job's eval.json when it ends."""
+    sweep_file = multirun_dir / "multirun.yaml"
+    if not sweep_file.is_file():
+        return []
+    overrides = (yaml.safe_load(sweep_file.read_text()) or {}).get("hydra", {}).get("overrides", {})
+    words = [*overrides.get("task", []),
+             *(o for o in overrides.get("hydra", []) if not o.startswith("hydra.mode="))]
+    lines = [f"- sweep: `python scripts/train.py -m {' '.join(words)}`"]
+    ends = [j.ended_at for j in jobs if j.ended_at is not None]
+    if ends:
+        hours = (max(ends) - sweep_file.stat().st_mtime) / 3600
+        lines.append(f"- sweep wall time: {hours:.2f} h (multirun.yaml to the last eval.json)")
+    return lines
 
 
 def iqm(values: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -128,7 +154,8 @@ def write_report(multirun_dir: Path, jobs: list[Job], rows: list[dict], command:
     lines = [
         f"# Report: {multirun_dir.name}",
         "",
-        f"- command: `{command}`",
+        *describe_sweep(multirun_dir, jobs),
+        f"- report: `{command}`",
         f"- machine: {machine}",
         f"- date: {date}",
         f"- jobs: {len(jobs)}, finished: {len(jobs) - len(failed)}",
@@ -155,7 +182,18 @@ def write_report(multirun_dir: Path, jobs: list[Job], rows: list[dict], command:
         "",
         "Failed or unfinished jobs (no eval.json): " + (", ".join(failed) if failed else "none"),
         "",
+        "Every job:",
+        "",
+        "| job | arm | seed | final greedy eval | first eval >= 475 at | env steps/s |",
+        "|---|---|---:|---:|---:|---:|",
     ]
+    for job in jobs:
+        final = f"{job.final_eval:.1f}" if job.finished else "unfinished"
+        solved = "never" if math.isinf(job.first_solved_step) else f"{job.first_solved_step:.0f}"
+        rate = f"{job.steps_per_s:.0f}" if job.steps_per_s else "-"
+        seed = "-" if job.seed is None else job.seed
+        lines.append(f"| {job.name} | {job.arm} | {seed} | {final} | {solved} | {rate} |")
+    lines.append("")
     (multirun_dir / "report.md").write_text("\n".join(lines))
 
 
