@@ -13,7 +13,12 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from pixel_dqn.cli import check_writable, exit_on_user_error, quiet_tensorflow_logs
+from pixel_dqn.cli import (
+    ReportedExit,
+    check_writable,
+    exit_on_user_error,
+    quiet_tensorflow_logs,
+)
 from pixel_dqn.config import register_configs
 from pixel_dqn.validation import validate
 
@@ -35,8 +40,8 @@ def main(cfg: DictConfig) -> float:
             check_writable(run_dir)
             share_cores_between_parallel_jobs(cfg, hydra_cfg.launcher)
             return _train(cfg, run_dir)
-    except SystemExit as stop:
-        if hydra_cfg.mode == RunMode.MULTIRUN and stop.code not in (0, None):
+    except ReportedExit as stop:  # not submitit's requeue exit, which must reach submitit
+        if hydra_cfg.mode == RunMode.MULTIRUN:
             raise JobFailed(f"job {hydra_cfg.job.num} ({run_dir.name}) failed with exit "
                             f"status {stop.code}") from None
         raise
@@ -49,10 +54,10 @@ def _train(cfg: DictConfig, run_dir: Path) -> float:
         return train(cfg, run_dir).mean
     except TrainingInterrupted as stop:
         print(f"stopped: {stop}", file=sys.stderr, flush=True)
-        raise SystemExit(128 + stop.signum) from None
+        raise ReportedExit(128 + stop.signum) from None
     except NonFiniteError as error:
         print(f"error: {error}", file=sys.stderr, flush=True)
-        raise SystemExit(3) from None
+        raise ReportedExit(3) from None
 
 
 def share_cores_between_parallel_jobs(cfg: DictConfig, launcher: DictConfig) -> None:

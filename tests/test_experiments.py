@@ -3,8 +3,12 @@
 import csv
 import json
 import os
+import re
+import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,6 +16,7 @@ import yaml
 from conftest import ROOT
 
 from pixel_dqn.report import find_jobs, iqm, iqm_ci, summarise
+from pixel_dqn.training import CHECKPOINT_DIR
 
 PRESETS = {
     "state_vs_pixels": {"state": "make_env", "pixels": "make_pixel_env"},
@@ -92,6 +97,51 @@ def test_submitit_local_runs_a_sweep(tmp_path):
               "seed=0,1")
     jobs = find_jobs(tmp_path)
     assert len(jobs) == 2 and all(j.finished for j in jobs)
+
+
+def _submitit_tasks(folder):
+    """Pids of the submitit task processes (``submitit.core._submit``) working for ``folder``."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            cmdline = (proc / "cmdline").read_bytes().decode().split("\0")
+        except (OSError, ValueError):
+            continue
+        if "submitit.core._submit" in cmdline and any(str(folder) in a for a in cmdline):
+            pids.append(int(proc.name))
+    return pids
+
+
+def test_submitit_requeues_a_preempted_job_which_resumes_from_its_checkpoint(tmp_path):
+    """SIGUSR2 is what submitit sends before a time limit or a preemption: the job checkpoints
+    at that step, submitit requeues it, and the requeued job resumes from that checkpoint."""
+    overrides = [o for o in TINY if not o.startswith("total_steps=")]
+    command = [sys.executable, str(ROOT / "scripts" / "train.py"), "-m", *overrides,
+               "total_steps=4000", "checkpoint.every_steps=500", "hydra/launcher=submitit_local",
+               "hydra.launcher.timeout_min=10", f"hydra.sweep.dir={tmp_path}"]
+    sweep = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+    deadline = time.monotonic() + 300
+    while not list(tmp_path.glob(f"*/{CHECKPOINT_DIR}/step-*")):  # training is under way
+        assert sweep.poll() is None and time.monotonic() < deadline, sweep.communicate()
+        time.sleep(0.05)
+    tasks = _submitit_tasks(tmp_path)
+    assert len(tasks) == 1
+    os.kill(tasks[0], signal.SIGUSR2)
+    _, err = sweep.communicate(timeout=300)
+    assert sweep.returncode == 0, err[-2000:]
+    log = "".join(f.read_text() for f in (tmp_path / ".submitit").rglob("*_log.*"))
+    handed_on = re.search(r"SIGUSR2 handed on to the launcher at env step (\d+)", log)
+    resumed = re.search(r"resuming from \S+ \(env step (\d+)\)", log)
+    assert handed_on and resumed and handed_on.group(1) == resumed.group(1), log[-3000:]
+    assert "Requeued job" in log
+    job = find_jobs(tmp_path)[0]
+    assert job.finished
+    with open(tmp_path / job.name / "metrics.csv", newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r["kind"] == "train"]
+    # every training episode once: none lost or written twice across the requeue
+    assert [int(r["episode"]) for r in rows] == list(range(1, len(rows) + 1))
+    assert int(rows[-1]["env_step"]) > int(resumed.group(1))
 
 
 def _fake_job(root, name, overrides, final, evals):

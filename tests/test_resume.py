@@ -1,19 +1,23 @@
 """Kill-safety end to end: real processes killed, rerun, and compared with uninterrupted runs."""
 
 import json
+import os
 import signal
 import subprocess
 import sys
 import time
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from conftest import PIXEL_SMOKE_OVERRIDES, ROOT, STATE
+from omegaconf import OmegaConf
 
 import pixel_dqn.training as training
 from pixel_dqn.agents.dqn import DQNAgent
 from pixel_dqn.checkpoint import CheckpointStore
 from pixel_dqn.reproducibility import run_differences
+from pixel_dqn.run import Run, StopSignals, TrainingInterrupted
 
 # long enough (a few seconds of training) to be killed in the middle, checkpointing often
 STATE_RUN = (*STATE, "total_steps=3000", "model.hidden_sizes=[32]", "trainer.learning_starts=500",
@@ -147,3 +151,36 @@ def test_a_nan_stops_training_naming_the_step_and_keeps_the_last_good_checkpoint
     assert len(kept) == 1 and 600 <= int(kept[0].name.removeprefix("step-")) < step
     assert str(kept[0]) in message
     assert not (tmp_path / "model.keras").exists()
+
+
+def _loop_without_checkpoints(step):
+    """The part of a run that ``Run.after_iteration`` reads, with checkpoints off."""
+    return SimpleNamespace(state=SimpleNamespace(step=step, next_checkpoint=None),
+                           cfg=OmegaConf.create({"checkpoint": {"enabled": False}}))
+
+
+def test_a_stop_signal_stops_training_even_with_checkpoints_off():
+    with StopSignals() as stop:
+        os.kill(os.getpid(), signal.SIGTERM)
+        with pytest.raises(TrainingInterrupted, match="SIGTERM at env step 7: no checkpoint"):
+            Run.after_iteration(_loop_without_checkpoints(7), stop)
+
+
+def test_a_launcher_signal_is_handed_on_to_the_launchers_handler_after_the_step():
+    """submitit's SIGUSR2 handler requeues and exits; the run lets it run at the step's end."""
+    calls = []
+
+    def launcher_handler(signum, frame):
+        calls.append(signum)
+        raise SystemExit(144)
+
+    previous = signal.signal(signal.SIGUSR2, launcher_handler)
+    try:
+        with StopSignals() as stop:
+            os.kill(os.getpid(), signal.SIGUSR2)
+            assert calls == [] and stop.signum == signal.SIGUSR2  # deferred to the step's end
+            with pytest.raises(SystemExit) as exited:
+                Run.after_iteration(_loop_without_checkpoints(7), stop)
+        assert exited.value.code == 144 and calls == [signal.SIGUSR2]
+    finally:
+        signal.signal(signal.SIGUSR2, previous)

@@ -19,6 +19,11 @@ class UserError(ValueError):
     """A mistake in what the user asked for (a path, an argument); shown as one line."""
 
 
+class ReportedExit(SystemExit):
+    """An exit whose reason was already printed in one line (a user mistake, a stop signal, a
+    non-finite loss); other exits (a launcher's requeue) are not ours to reinterpret."""
+
+
 @contextmanager
 def exit_on_user_error() -> Iterator[None]:
     """Turn a user mistake (bad config, missing Xvfb, bad argument) into one line and exit 2."""
@@ -26,7 +31,7 @@ def exit_on_user_error() -> Iterator[None]:
         yield
     except (ConfigError, DisplayError, UserError) as error:
         print(f"error: {error}", file=sys.stderr, flush=True)
-        raise SystemExit(2) from None
+        raise ReportedExit(2) from None
 
 
 def quiet_tensorflow_logs() -> None:

@@ -45,11 +45,12 @@ class RunSeeds:
 
 
 class TrainingInterrupted(Exception):
-    """SIGTERM or SIGINT stopped training after a checkpoint was written."""
+    """A stop signal ended training (after writing a checkpoint, if checkpoints are on)."""
 
-    def __init__(self, signum: int, step: int, checkpoint: Path) -> None:
-        super().__init__(f"{signal.Signals(signum).name} at env step {step}: checkpoint "
-                         f"{checkpoint} written; rerun the same command to resume")
+    def __init__(self, signum: int, step: int, checkpoint: Path | None) -> None:
+        saved = ("no checkpoint (checkpoint.enabled=false)" if checkpoint is None else
+                 f"checkpoint {checkpoint} written; rerun the same command to resume")
+        super().__init__(f"{signal.Signals(signum).name} at env step {step}: {saved}")
         self.signum = signum
 
 
@@ -199,13 +200,14 @@ class Run:
         """Checkpoint when one is due or a stop signal came; then stop if it did."""
         s, cfg = self.state, self.cfg
         due = s.next_checkpoint is not None and s.step >= s.next_checkpoint
-        if not cfg.checkpoint.enabled or not (due or stop.signum is not None):
-            return
-        while s.next_checkpoint is not None and s.next_checkpoint <= s.step:
-            s.next_checkpoint += cfg.checkpoint.every_steps
-        with self.timer.phase("checkpoint"):
-            path = self.save_checkpoint()
+        path = None
+        if cfg.checkpoint.enabled and (due or stop.signum is not None):
+            while s.next_checkpoint is not None and s.next_checkpoint <= s.step:
+                s.next_checkpoint += cfg.checkpoint.every_steps
+            with self.timer.phase("checkpoint"):
+                path = self.save_checkpoint()
         if stop.signum is not None:
+            stop.hand_on(s.step)  # a launcher's own handler (submitit's requeue) exits here
             raise TrainingInterrupted(stop.signum, s.step, path)
 
     def timing(self) -> dict:
@@ -251,11 +253,16 @@ class Run:
 class StopSignals:
     """Turns SIGTERM and SIGINT into a request to checkpoint and stop at the end of the step.
 
-    A second signal while one is pending stops at once (KeyboardInterrupt). Outside the main
-    thread (where handlers cannot be installed) signals keep their default behaviour.
+    SIGUSR2 is submitit's preemption and time-limit signal: when a launcher handles it (the
+    submitit launchers, local or SLURM), the run checkpoints at the end of the step first and
+    then hands the signal on to that handler, which requeues the job; the requeued job resumes
+    from this checkpoint. A second signal while one is pending stops at once
+    (KeyboardInterrupt). Outside the main thread (where handlers cannot be installed) signals
+    keep their default behaviour.
     """
 
     SIGNALS = (signal.SIGTERM, signal.SIGINT)
+    LAUNCHER_SIGNALS = (signal.SIGUSR2,)
 
     def __init__(self) -> None:
         self.signum: int | None = None
@@ -265,15 +272,29 @@ class StopSignals:
         if threading.current_thread() is threading.main_thread():
             for signum in self.SIGNALS:
                 self._previous[signum] = signal.signal(signum, self._handle)
+            for signum in self.LAUNCHER_SIGNALS:
+                if callable(signal.getsignal(signum)):
+                    self._previous[signum] = signal.signal(signum, self._handle)
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)
 
+    def hand_on(self, step: int) -> None:
+        """Give a pending launcher signal to the launcher's handler (it may exit)."""
+        if self.signum in self.LAUNCHER_SIGNALS:
+            print(f"{signal.Signals(self.signum).name} handed on to the launcher at env step "
+                  f"{step}", flush=True)
+            handler = self._previous[self.signum]
+            signal.signal(self.signum, handler)
+            handler(self.signum, None)
+
     def _handle(self, signum: int, frame: object) -> None:
         if self.signum is not None:
             raise KeyboardInterrupt
         self.signum = signum
+        then = ("then the launcher requeues the job" if signum in self.LAUNCHER_SIGNALS else
+                "send it again to stop at once")
         print(f"\n{signal.Signals(signum).name} received: checkpointing at the end of this step "
-              f"(send it again to stop at once)", flush=True)
+              f"({then})", flush=True)
