@@ -13,7 +13,6 @@ whether every job's final greedy evaluation is the same under both launchers. Wr
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import subprocess
 import sys
@@ -23,6 +22,7 @@ from pathlib import Path
 import yaml
 
 from pixel_dqn.benchmarking import invocation, machine_description, today, write_benchmark
+from pixel_dqn.report import find_jobs
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKLOADS = {
@@ -43,15 +43,24 @@ def run_sweep(workload: str, launcher: str) -> dict:
     start = time.perf_counter()
     subprocess.run(command, check=True, cwd=ROOT)
     wall = time.perf_counter() - start
-    jobs = {}
-    for job_dir in sorted(p for p in sweep_dir.iterdir() if (p / "eval.json").is_file()):
-        config = yaml.safe_load((job_dir / "config.yaml").read_text())  # as the job ran it
-        jobs[job_dir.name] = {
-            "final_eval_mean": json.loads((job_dir / "eval.json").read_text())["mean"],
-            "steps_per_s": json.loads((job_dir / "timing.json").read_text())["steps_per_s"],
-            "intra_op_threads": config["threads"]["intra_op"],
+    jobs = {
+        job.name: {
+            "final_eval_mean": job.final_eval,
+            "steps_per_s": job.steps_per_s,
+            "intra_op_threads": yaml.safe_load((sweep_dir / job.name / "config.yaml").read_text())
+            ["threads"]["intra_op"],  # as the job ran it
         }
+        for job in find_jobs(sweep_dir) if job.finished
+    }
     return {"overrides": overrides, "wall_time_s": wall, "jobs": jobs}
+
+
+def mean_rate(sweep: dict) -> float:
+    return sum(j["steps_per_s"] for j in sweep["jobs"].values()) / len(sweep["jobs"])
+
+
+def thread_counts(sweep: dict) -> list[int]:
+    return sorted({j["intra_op_threads"] for j in sweep["jobs"].values()})
 
 
 def to_markdown(command: str, machine: str, date: str, results: dict) -> str:
@@ -70,14 +79,10 @@ def to_markdown(command: str, machine: str, date: str, results: dict) -> str:
     for workload, by_launcher in results.items():
         basic, joblib = by_launcher["basic"], by_launcher["joblib"]
 
-        def mean_rate(sweep: dict) -> float:
-            return sum(j["steps_per_s"] for j in sweep["jobs"].values()) / len(sweep["jobs"])
-
-        same = all(basic["jobs"][name]["final_eval_mean"] == job["final_eval_mean"]
-                   for name, job in joblib["jobs"].items()) and basic["jobs"].keys() == \
-            joblib["jobs"].keys()
-        threads = (f"{sorted({j['intra_op_threads'] for j in basic['jobs'].values()})} / "
-                   f"{sorted({j['intra_op_threads'] for j in joblib['jobs'].values()})}")
+        finals = [{name: j["final_eval_mean"] for name, j in sweep["jobs"].items()}
+                  for sweep in (basic, joblib)]
+        same = finals[0] == finals[1]
+        threads = f"{thread_counts(basic)} / {thread_counts(joblib)}"
         lines.append(
             f"| {workload}: `{' '.join(WORKLOADS[workload])}` | {len(joblib['jobs'])} | "
             f"{basic['wall_time_s']:.1f} | {joblib['wall_time_s']:.1f} | "
