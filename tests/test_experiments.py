@@ -17,6 +17,7 @@ from conftest import ROOT
 
 from pixel_dqn.report import find_jobs, iqm, iqm_ci, summarise
 from pixel_dqn.training import CHECKPOINT_DIR
+from pixel_dqn.validation import validate
 
 PRESETS = {
     "state_vs_pixels": {"state": "make_env", "pixels": "make_pixel_env"},
@@ -62,7 +63,9 @@ def _report(multirun_dir):
 
 @pytest.mark.parametrize("launcher", ["basic", "joblib"])
 def test_tiny_multirun_and_its_report(tmp_path, launcher):
-    extra = () if launcher == "basic" else ("hydra/launcher=joblib", "hydra.launcher.n_jobs=2")
+    # threads.intra_op=0 asks the launcher to share the cores (the default is one thread)
+    extra = () if launcher == "basic" else ("hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
+                                            "threads.intra_op=0")
     _multirun(tmp_path, "+arm=vanilla,double", "seed=0,1", *extra)
     jobs = find_jobs(tmp_path)
     assert len(jobs) == 4 and all(j.finished for j in jobs)
@@ -173,6 +176,7 @@ def test_report_statistics_on_known_values(tmp_path):
     # eval >= 475 at step 200 on seeds 0-2; the final evals (at step 300) of seeds 4-7 reach it
     # too; seed 3 never does: median of 200, 200, 200, 300, 300, 300, 300, inf
     assert a["median_steps_to_475"] == 300.0
+    assert a["solved"] == 4 and b["solved"] == 0  # final evals of 500, 600, 700, 800
     assert (b["seeds"], b["failed_or_unfinished"]) == (3, 1)
     assert (b["final_eval_iqm"], b["iqm_ci_low"], b["iqm_ci_high"]) == (250.0, 250.0, 250.0)
     assert iqm(np.array([1.0, 2.0, 3.0, 100.0])) == pytest.approx(2.5)
@@ -184,3 +188,60 @@ def test_jobs_are_listed_in_hydra_job_order(tmp_path):
     for num in (10, 2, 1):
         _fake_job(tmp_path, f"{num}_a-seed{num}", ["+arm=a", f"seed={num}"], 100.0, [(100, 10.0)])
     assert [j.name for j in find_jobs(tmp_path)] == ["1_a-seed1", "2_a-seed2", "10_a-seed10"]
+
+
+def test_one_report_over_several_sweeps(tmp_path):
+    """A study's sweeps (one arm each, the same job names) make one report with --out."""
+    for sweep, arm, final in (("s1", "+arm=a", 480.0), ("s2", "+arm=b", 300.0)):
+        for seed in range(2):
+            _fake_job(tmp_path / sweep, f"{seed}_seed{seed}", [arm, f"seed={seed}"], final,
+                      [(100, final)])
+    out = tmp_path / "summary"
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "report.py"),
+                           str(tmp_path / "s1"), str(tmp_path / "s2"), "--out", str(out)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300, check=True)
+    with open(out / "report.csv", newline="") as f:
+        rows = {r["arm"]: r for r in csv.DictReader(f)}
+    assert set(rows) == {"arm=a", "arm=b"}
+    assert (rows["arm=a"]["solved"], rows["arm=b"]["solved"]) == ("2", "0")
+    report = (out / "report.md").read_text()
+    assert report.strip() in proc.stdout  # printed as well as written
+    for name in ("s1/0_seed0", "s1/1_seed1", "s2/0_seed0", "s2/1_seed1"):
+        assert f"| {name} |" in report
+    missing = subprocess.run([sys.executable, str(ROOT / "scripts" / "report.py"),
+                              str(tmp_path / "s1"), str(tmp_path / "s2")],
+                             cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert missing.returncode == 2 and "--out" in missing.stderr
+    assert len(missing.stderr.strip().splitlines()) == 1
+
+
+ARMS = sorted(p.stem for p in (ROOT / "conf" / "arm").glob("*.yaml"))
+EXPERIMENTS = sorted(p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("arm", ARMS)
+def test_every_arm_composes_into_a_valid_config(compose_config, arm):
+    validate(compose_config(f"+arm={arm}"))
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_every_experiment_preset_composes_into_a_valid_config(compose_config, experiment):
+    validate(compose_config(f"+experiment={experiment}"))
+
+
+def test_the_study_arms_set_what_their_names_say(compose_config):
+    track = compose_config("+arm=track_view").env
+    assert (track.window, track.follow, list(track.size), track.obs_mode) == (
+        1.0, 0.0, [32, 120], "diff_current")
+    seed = compose_config("+arm=seed_view").env
+    assert (seed.window, seed.follow, list(seed.size), seed.obs_mode) == (0.6, 1.0, [40, 90],
+                                                                          "diff")
+    horizon = compose_config("+arm=long_horizon").trainer
+    assert (horizon.gamma, horizon.n_step) == (0.999, 10)
+    screen = compose_config("+experiment=learner_state", "+arm=gamma999")
+    assert cfg_targets(screen) == ("make_env", "build_mlp") and screen.trainer.gamma == 0.999
+    assert screen.env.num_envs == 4 and screen.total_steps == 100_000
+
+
+def cfg_targets(cfg):
+    return cfg.env._target_.rsplit(".", 1)[1], cfg.model._target_.rsplit(".", 1)[1]

@@ -7,6 +7,8 @@ import pytest
 from pixel_dqn.envs.screen import SCREEN_WIDTH, CropWindow, FastPatchRenderer, crop_frame
 
 CROP = CropWindow()
+# the whole track in a fixed window (the track_view arm)
+TRACK = CropWindow(window=1.0, follow=0.0, size=(32, 120))
 
 
 def test_crop_window_follows_the_cart_and_clamps_at_both_edges():
@@ -36,17 +38,17 @@ def _states(rng: np.random.Generator) -> np.ndarray:
     return np.vstack([random, edges])
 
 
-@pytest.mark.parametrize("gray", [True, False])
-def test_fast_renderer_matches_gymnasium_pygame_renderer(gray):
+@pytest.mark.parametrize(("crop", "gray"), [(CROP, True), (CROP, False), (TRACK, True)])
+def test_fast_renderer_matches_gymnasium_pygame_renderer(crop, gray):
     os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
     env = gym.make("CartPole-v1", render_mode="rgb_array").unwrapped
     env.reset(seed=0)
-    fast = FastPatchRenderer(CROP, gray=gray)
+    fast = FastPatchRenderer(crop, gray=gray)
     states = _states(np.random.default_rng(0))
     errors = []
     for state in states:
         env.state = state
-        reference = crop_frame(env.render(), state[0], CROP, gray=gray).astype(np.int16)
+        reference = crop_frame(env.render(), state[0], crop, gray=gray).astype(np.int16)
         patch = fast.render(state)
         assert patch.shape == reference.shape and patch.dtype == np.uint8
         errors.append(np.abs(patch.astype(np.int16) - reference))

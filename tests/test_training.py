@@ -111,3 +111,33 @@ def test_pixel_smoke_run_trains_a_cnn_headless_and_evaluates(compose_config, tmp
         capture_output=True, text=True, check=True, timeout=300,
     ).stdout
     assert json.loads(out.splitlines()[-2])["episodes"] == 2
+
+
+def test_the_pixel_network_sees_only_the_envs_uint8_frames(compose_config, tmp_path, monkeypatch):
+    """No state reaches the network: its one input is the env's uint8 frame stack, and every
+    observation it is given, acting or learning, is such a stack of rendered patches."""
+    seen = []
+    original_act, original_update = dqn_trainer.DQNAgent.act, dqn_trainer.DQNAgent.update
+
+    def act(self, obs, epsilon, rng):
+        seen.append(obs)
+        return original_act(self, obs, epsilon, rng)
+
+    def update(self, batches, sync_target=False):
+        seen.extend([batches.obs, batches.next_obs])
+        return original_update(self, batches, sync_target)
+
+    monkeypatch.setattr(dqn_trainer.DQNAgent, "act", act)
+    monkeypatch.setattr(dqn_trainer.DQNAgent, "update", update)
+    cfg = compose_config(*PIXEL_SMOKE_OVERRIDES, "+arm=track_view", "checkpoint.enabled=false",
+                         "tensorboard=false")
+    training.train(cfg, tmp_path)
+    frame_shape = (2, 32, 120)  # diff_current: the previous and the current 32x120 patch
+    from pixel_dqn.networks import load_q_network
+
+    model = load_q_network(tmp_path / "model.keras")
+    assert len(model.inputs) == 1 and model.inputs[0].dtype == "uint8"
+    assert tuple(model.inputs[0].shape[1:]) == frame_shape
+    assert seen and all(o.dtype == np.uint8 and o.shape[-3:] == frame_shape for o in seen)
+    # rendered patches: white background with dark cart pixels, not a 4-float state
+    assert all(o.max() == 255 and o.min() < 100 for o in seen)

@@ -152,6 +152,14 @@ class DQNConfig:
     """If set (e.g. 0.999): greedy evaluations and the saved model use an exponential moving
     average of the online weights with this decay per gradient step (Polyak averaging of the
     iterates); acting and learning are unchanged. None: the online weights."""
+    learning_starts_burst: bool = True
+    """When learning starts, run at once the gradient steps "owed" since env step 0 (the replay
+    ratio counted from step 0: ``learning_starts / train_freq`` phases on the first random
+    transitions); false counts the replay ratio from ``learning_starts``, as SB3 does."""
+    augment_pad: int = 0
+    """Pixels only: DrQ's random shift of sampled observations, up to this many pixels each
+    way (edge-padded, one shift for all frames of an observation, drawn independently for the
+    observation and the next one); 0 turns it off. Acting and evaluation see unshifted frames."""
 
 
 @dataclass

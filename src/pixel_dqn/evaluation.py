@@ -11,6 +11,9 @@ import numpy as np
 
 Policy = Callable[[np.ndarray], np.ndarray]
 
+# why an episode ended: CartPole's two terminations, or the time limit (a truncation)
+ENDINGS = ("time_limit", "pole_fell", "cart_off_track")
+
 RUN_CONFIG_FILE = "config.yaml"
 MODEL_FILE = "model.keras"
 EVAL_FILE = "eval.json"
@@ -18,10 +21,12 @@ EVAL_FILE = "eval.json"
 
 @dataclass(frozen=True)
 class EvalResult:
-    """Per-episode returns and lengths, with the usual summary statistics."""
+    """Per-episode returns, lengths and endings, with the usual summary statistics."""
 
     returns: tuple[float, ...]
     lengths: tuple[int, ...]
+    endings: tuple[str, ...] = ()
+    """One of ``ENDINGS`` per episode (empty for envs that do not say why they ended)."""
 
     @property
     def mean(self) -> float:
@@ -37,6 +42,7 @@ class EvalResult:
             "min": float(returns.min()),
             "max": float(returns.max()),
             "mean_length": float(np.mean(self.lengths)),
+            "ended_by": {e: self.endings.count(e) for e in ENDINGS} if self.endings else {},
         }
 
     def to_dict(self) -> dict:
@@ -68,8 +74,11 @@ def run_episodes(
         autoreset = np.zeros(num_envs, dtype=bool)
         returns: list[float] = []
         lengths: list[int] = []
+        endings: list[str] = []
         while (finished < quota).any():
-            obs, rewards, terminated, truncated, _ = envs.step(policy(obs))
+            obs, rewards, terminated, truncated, infos = envs.step(policy(obs))
+            said = infos.get("_cart_off_track", np.zeros(num_envs, bool))  # vector info mask
+            off_track = infos.get("cart_off_track", np.zeros(num_envs, bool))
             # the step after an episode end only resets that sub-env (gymnasium NEXT_STEP mode)
             live = ~autoreset & (finished < quota)
             episode_return[live] += rewards[live]
@@ -78,13 +87,19 @@ def run_episodes(
             for i in np.flatnonzero(done):
                 returns.append(float(episode_return[i]))
                 lengths.append(int(episode_length[i]))
+                if not terminated[i]:
+                    endings.append("time_limit")
+                elif said[i]:
+                    endings.append("cart_off_track" if off_track[i] else "pole_fell")
                 finished[i] += 1
             episode_return[done] = 0.0
             episode_length[done] = 0
             autoreset = terminated | truncated
     finally:
         envs.close()
-    return EvalResult(tuple(returns), tuple(lengths))
+    # endings are known only if every env said why it terminated (any CartPole does)
+    known = len(endings) == len(returns)
+    return EvalResult(tuple(returns), tuple(lengths), tuple(endings) if known else ())
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,7 @@ class Job:
     steps_per_s: float | None = None
     first_solved_step: float = math.inf  # env steps to the first eval >= SOLVED
     ended_at: float | None = None  # eval.json's modification time (seconds since the epoch)
+    ended_by: dict[str, int] = field(default_factory=dict)  # the final eval's episode endings
     curve: list[tuple[int, float]] = field(default_factory=list)  # (env step, eval return)
 
     @property
@@ -52,7 +53,9 @@ def read_job(job_dir: Path) -> Job:
             job.curve = [(int(r["env_step"]), float(r["return"]))
                          for r in csv.DictReader(f) if r["kind"] == "eval"]
     if (job_dir / EVAL_FILE).is_file():
-        job.final_eval = float(json.loads((job_dir / EVAL_FILE).read_text())["mean"])
+        final = json.loads((job_dir / EVAL_FILE).read_text())
+        job.final_eval = float(final["mean"])
+        job.ended_by = final.get("ended_by", {})
         job.ended_at = (job_dir / EVAL_FILE).stat().st_mtime
         timing_file = job_dir / "timing.json"
         if timing_file.is_file():
@@ -70,19 +73,26 @@ def _natural_order(path: Path) -> list[tuple[int, int | str]]:
             for part in re.split(r"(\d+)", str(path)) if part]
 
 
-def find_jobs(multirun_dir: Path) -> list[Job]:
-    """Every job directory under ``multirun_dir`` in Hydra's job order (``2_...`` before
-    ``10_...``), with its arm: the overrides (seed aside) that differ between the sweep's jobs."""
-    dirs = sorted((p.parent.parent for p in multirun_dir.rglob(".hydra/overrides.yaml")
-                   if p.parent.parent != multirun_dir), key=_natural_order)
-    jobs = [read_job(d) for d in dirs]
+def find_jobs(*multirun_dirs: Path) -> list[Job]:
+    """Every job directory under the multirun directories, each sweep's in Hydra's job order
+    (``2_...`` before ``10_...``), with its arm: the overrides (seed aside) that differ between
+    the jobs. Jobs of several sweeps are named ``<sweep dir>/<job dir>``."""
+    jobs = []
+    for multirun_dir in multirun_dirs:
+        dirs = sorted((p.parent.parent for p in multirun_dir.rglob(".hydra/overrides.yaml")
+                       if p.parent.parent != multirun_dir), key=_natural_order)
+        for job_dir in dirs:
+            job = read_job(job_dir)
+            if len(multirun_dirs) > 1:
+                job.name = f"{multirun_dir.name}/{job.name}"
+            jobs.append(job)
     shared = set.intersection(*(set(j.overrides) for j in jobs)) if jobs else set()
     for job in jobs:
         job.arm = " ".join(o.lstrip("+") for o in job.overrides if o not in shared) or "all"
     return jobs
 
 
-def describe_sweep(multirun_dir: Path, jobs: list[Job]) -> list[str]:
+def describe_sweep(multirun_dir: Path, jobs: list[Job], prefix: str = "") -> list[str]:
     """The sweep's command (from Hydra's ``multirun.yaml``) and its wall time from file times:
     multirun.yaml is written when the sweep starts, each job's eval.json when it ends."""
     sweep_file = multirun_dir / "multirun.yaml"
@@ -91,11 +101,12 @@ def describe_sweep(multirun_dir: Path, jobs: list[Job]) -> list[str]:
     overrides = (yaml.safe_load(sweep_file.read_text()) or {}).get("hydra", {}).get("overrides", {})
     words = [*overrides.get("task", []),
              *(o for o in overrides.get("hydra", []) if not o.startswith("hydra.mode="))]
-    lines = [f"- sweep: `python scripts/train.py -m {' '.join(words)}`"]
+    lines = [f"- {prefix}sweep: `python scripts/train.py -m {' '.join(words)}`"]
     ends = [j.ended_at for j in jobs if j.ended_at is not None]
     if ends:
         hours = (max(ends) - sweep_file.stat().st_mtime) / 3600
-        lines.append(f"- sweep wall time: {hours:.2f} h (multirun.yaml to the last eval.json)")
+        lines.append(f"- {prefix}sweep wall time: {hours:.2f} h (multirun.yaml to the last "
+                     "eval.json)")
     return lines
 
 
@@ -129,6 +140,7 @@ def summarise(jobs: list[Job]) -> list[dict]:
         rows.append({
             "arm": arm,
             "seeds": len(done),
+            "solved": int((finals >= SOLVED).sum()),
             "failed_or_unfinished": len(arm_jobs) - len(done),
             "final_eval_iqm": float(iqm(finals)) if len(done) else math.nan,
             "iqm_ci_low": low,
@@ -142,33 +154,41 @@ def summarise(jobs: list[Job]) -> list[dict]:
     return rows
 
 
-def write_report(multirun_dir: Path, jobs: list[Job], rows: list[dict], command: str,
-                 date: str, machine: str) -> None:
-    """``report.md``, ``report.csv`` and ``curves.png`` in ``multirun_dir``."""
-    with open(multirun_dir / "report.csv", "w", newline="") as f:
+def write_report(out_dir: Path, jobs: list[Job], rows: list[dict], command: str,
+                 date: str, machine: str, multirun_dirs: list[Path] | None = None) -> None:
+    """``report.md``, ``report.csv`` and ``curves.png`` in ``out_dir``, for the jobs of
+    ``multirun_dirs`` (by default ``out_dir`` itself)."""
+    multirun_dirs = multirun_dirs or [out_dir]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with open(out_dir / "report.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["arm"])
         writer.writeheader()
         writer.writerows(rows)
-    plot_curves(jobs, multirun_dir / "curves.png")
+    plot_curves(jobs, out_dir / "curves.png")
     failed = [j.name for j in jobs if not j.finished]
+    several = len(multirun_dirs) > 1
+    sweeps = [line for d in multirun_dirs for line in describe_sweep(
+        d, [j for j in jobs if not several or j.name.startswith(f"{d.name}/")],
+        prefix=f"{d.name}: " if several else "")]
     lines = [
-        f"# Report: {multirun_dir.name}",
+        f"# Report: {', '.join(d.name for d in multirun_dirs)}",
         "",
-        *describe_sweep(multirun_dir, jobs),
+        *sweeps,
         f"- report: `{command}`",
         f"- machine: {machine}",
         f"- date: {date}",
         f"- jobs: {len(jobs)}, finished: {len(jobs) - len(failed)}",
         "",
-        "| arm | seeds | final greedy eval IQM [95% CI] | mean +- std | median env steps to "
-        "first eval >= 475 | env steps/s |",
-        "|---|---:|---|---|---:|---:|",
+        "| arm | seeds | final eval >= 475 | final greedy eval IQM [95% CI] | mean +- std | "
+        "median env steps to first eval >= 475 | env steps/s |",
+        "|---|---:|---:|---|---|---:|---:|",
     ]
     for r in rows:
         steps = ("never (median)" if math.isinf(r["median_steps_to_475"])
                  else f"{r['median_steps_to_475']:.0f}")
         lines.append(
-            f"| {r['arm']} | {r['seeds']} | {r['final_eval_iqm']:.1f} "
+            f"| {r['arm']} | {r['seeds']} | {r['solved']} of {r['seeds']} | "
+            f"{r['final_eval_iqm']:.1f} "
             f"[{r['iqm_ci_low']:.1f}, {r['iqm_ci_high']:.1f}] | {r['final_eval_mean']:.1f} +- "
             f"{r['final_eval_std']:.1f} | {steps} | {r['steps_per_s']:.0f} |")
     lines += [
@@ -184,17 +204,20 @@ def write_report(multirun_dir: Path, jobs: list[Job], rows: list[dict], command:
         "",
         "Every job:",
         "",
-        "| job | arm | seed | final greedy eval | first eval >= 475 at | env steps/s |",
-        "|---|---|---:|---:|---:|---:|",
+        "| job | arm | seed | final greedy eval | its episodes ended by | first eval >= 475 at "
+        "| env steps/s |",
+        "|---|---|---:|---:|---|---:|---:|",
     ]
     for job in jobs:
         final = f"{job.final_eval:.1f}" if job.finished else "unfinished"
         solved = "never" if math.isinf(job.first_solved_step) else f"{job.first_solved_step:.0f}"
         rate = f"{job.steps_per_s:.0f}" if job.steps_per_s else "-"
         seed = "-" if job.seed is None else job.seed
-        lines.append(f"| {job.name} | {job.arm} | {seed} | {final} | {solved} | {rate} |")
+        endings = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in job.ended_by.items() if v)
+        lines.append(f"| {job.name} | {job.arm} | {seed} | {final} | {endings or '-'} | "
+                     f"{solved} | {rate} |")
     lines.append("")
-    (multirun_dir / "report.md").write_text("\n".join(lines))
+    (out_dir / "report.md").write_text("\n".join(lines))
 
 
 def plot_curves(jobs: list[Job], path: Path) -> None:

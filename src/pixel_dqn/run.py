@@ -37,10 +37,12 @@ class RunSeeds:
     replay: int
     exploration: int
     eval: int
+    augment: int
 
     @classmethod
     def from_seed(cls, seed: int) -> RunSeeds:
-        states = np.random.SeedSequence(seed).generate_state(5).tolist()
+        # generate_state's words are a prefix-stable stream: adding a field keeps the others
+        states = np.random.SeedSequence(seed).generate_state(6).tolist()
         return cls(*(int(s) for s in states))
 
 

@@ -124,5 +124,8 @@ def _flatten(tree: dict, prefix: str = "") -> dict:
 
 
 def _format_eval(summary: dict) -> str:
+    endings = ", ".join(f"{count} {ending.replace('_', ' ')}"
+                        for ending, count in summary["ended_by"].items() if count)
     return (f"mean {summary['mean']:.1f} +- {summary['std']:.1f} "
-            f"(min {summary['min']:.0f}, max {summary['max']:.0f})")
+            f"(min {summary['min']:.0f}, max {summary['max']:.0f})"
+            + (f"; ended by: {endings}" if endings else ""))

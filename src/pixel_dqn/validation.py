@@ -53,6 +53,9 @@ def validate(cfg: DictConfig) -> None:
         _require(all(s > 0 for s in sizes), "model.hidden_sizes", sizes, "positive layer sizes")
     if cfg.trainer._target_ == DQNConfig._target_:
         _validate_dqn(cfg.trainer)
+        if cfg.trainer.augment_pad and not pixels:
+            raise ConfigError(f"trainer.augment_pad={cfg.trainer.augment_pad} shifts frames: it "
+                              f"needs env=cartpole_pixels (use 0 on a state env)")
     elif cfg.trainer._target_ == ReinforceConfig._target_:
         _validate_reinforce(cfg.trainer)
 
@@ -129,6 +132,7 @@ def _validate_dqn(t: DictConfig) -> None:
     _require(0 <= t.priority_beta_initial <= 1, "trainer.priority_beta_initial",
              t.priority_beta_initial, "in [0, 1]")
     _require(t.priority_eps > 0, "trainer.priority_eps", t.priority_eps, "> 0")
+    _require(t.augment_pad >= 0, "trainer.augment_pad", t.augment_pad, ">= 0 (0 = off)")
     if t.eval_weight_average is not None:
         _require(0 < t.eval_weight_average < 1, "trainer.eval_weight_average",
                  t.eval_weight_average, "in (0, 1) or null")

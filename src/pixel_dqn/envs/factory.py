@@ -15,6 +15,18 @@ VECTOR_MODES = ("sync", "async")
 RENDERERS = ("fast", "pygame")
 
 
+class CartOffTrackInfo(gym.Wrapper):
+    """Says why a CartPole episode terminated: ``info["cart_off_track"]`` is True when the cart
+    left the track (|x| > x_threshold), False when the pole fell. Nothing else changes."""
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        if terminated:
+            info = {**info, "cart_off_track": bool(
+                abs(self.env.unwrapped.state[0]) > self.env.unwrapped.x_threshold)}
+        return obs, reward, terminated, truncated, info
+
+
 def make_single_env(
     id: str = "CartPole-v1",
     max_episode_steps: int | None = None,
@@ -23,11 +35,13 @@ def make_single_env(
     """Create one environment; the project's single call to ``gym.make``.
 
     ``SDL_VIDEODRIVER`` defaults to ``dummy`` so pygame never looks for a screen (headless
-    servers); a value the user set is left alone.
+    servers); a value the user set is left alone. A CartPole reports in its info why an
+    episode terminated (``CartOffTrackInfo``).
     """
     os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
     kwargs = {} if max_episode_steps is None else {"max_episode_steps": max_episode_steps}
-    return gym.make(id, render_mode=render_mode, **kwargs)
+    env = gym.make(id, render_mode=render_mode, **kwargs)
+    return CartOffTrackInfo(env) if hasattr(env.unwrapped, "x_threshold") else env
 
 
 def make_patch_renderer(

@@ -9,8 +9,9 @@ from functools import partial
 import numpy as np
 
 from pixel_dqn.agents.dqn import DQNAgent
+from pixel_dqn.augmentation import random_shift
 from pixel_dqn.config import DQNConfig, PixelEnvConfig
-from pixel_dqn.replay import ReplayBuffer
+from pixel_dqn.replay import Batch, ReplayBuffer
 from pixel_dqn.run import LoopState, Run, StopSignals
 from pixel_dqn.schedules import LinearSchedule
 
@@ -45,6 +46,7 @@ class DQNRun(Run):
             n_step=hparams.n_step, gamma=hparams.gamma, prioritized=hparams.prioritized,
             alpha=hparams.priority_alpha, priority_eps=hparams.priority_eps,
         )
+        self.augment_rng = np.random.default_rng(seeds.augment)
         self.total = cfg.total_steps
 
     def start(self) -> None:
@@ -67,17 +69,25 @@ class DQNRun(Run):
         replay_arrays, replay_info = self.buffer.state_dict()
         arrays = {**{f"agent/{k}": v for k, v in self.agent.state_dict().items()},
                   **{f"replay/{k}": v for k, v in replay_arrays.items()}}
-        return arrays, {"replay": replay_info}
+        return arrays, {"replay": replay_info, "augment_rng": self.augment_rng.bit_generator.state}
 
     def load_checkpoint_state(self, arrays: dict[str, np.ndarray], extra: dict) -> None:
         self.agent.load_state_dict({k.removeprefix("agent/"): v for k, v in arrays.items()
                                     if k.startswith("agent/")})
         self.buffer.load_state_dict({k.removeprefix("replay/"): v for k, v in arrays.items()
                                      if k.startswith("replay/")}, extra["replay"])
+        self.augment_rng.bit_generator.state = extra["augment_rng"]
 
     def timing_extras(self) -> dict:
         return {"replay": {"capacity": self.buffer.capacity, "bytes": self.buffer.nbytes,
                            "bytes_per_step": self.buffer.bytes_per_step}}
+
+    def augmented(self, batches: Batch) -> Batch:
+        """DrQ's random shift, drawn independently for the observations and the next ones."""
+        obs_ndim = len(self.envs.single_observation_space.shape)
+        pad, rng = self.hparams.augment_pad, self.augment_rng
+        return batches._replace(obs=random_shift(batches.obs, pad, rng, obs_ndim),
+                                next_obs=random_shift(batches.next_obs, pad, rng, obs_ndim))
 
     def loop(self, stop: StopSignals) -> None:
         cfg, hparams, s = self.cfg, self.hparams, self.state
@@ -107,7 +117,9 @@ class DQNRun(Run):
                 buffer.start_episodes(np.flatnonzero(s.autoreset), next_obs[s.autoreset])
             new_steps = int(live.sum())
             s.step += new_steps
-            s.since_train += new_steps
+            # without the start-up burst the replay ratio counts from learning_starts, not 0
+            s.since_train += new_steps if hparams.learning_starts_burst else min(
+                new_steps, max(s.step - hparams.learning_starts, 0))
             s.since_sync += new_steps
             s.episode_return[live] += rewards[live]
             s.episode_length[live] += 1
@@ -124,6 +136,8 @@ class DQNRun(Run):
                 with timer.phase("replay_sample"):
                     batches = buffer.sample(hparams.batch_size, phases * hparams.gradient_steps,
                                             beta=beta_at(s.step))
+                    if hparams.augment_pad:
+                        batches = self.augmented(batches)
                 # the target moves only at the end of a training phase (never in between)
                 sync = s.since_sync >= hparams.target_update_interval
                 s.since_sync = 0 if sync else s.since_sync

@@ -1,0 +1,48 @@
+"""Greedy evaluation episodes say how each one ended."""
+
+import numpy as np
+import pytest
+
+from pixel_dqn.envs import make_env, make_pixel_env
+from pixel_dqn.envs.factory import make_single_env
+from pixel_dqn.evaluation import run_episodes
+from pixel_dqn.policies import push_toward_tilt
+
+
+@pytest.mark.parametrize(("state", "action", "off_track"), [
+    ([2.39, 2.0, 0.0, 0.0], 1, True),    # pushed past the right end of the track
+    ([-2.39, -2.0, 0.0, 0.0], 0, True),  # and past the left end
+    ([0.0, 0.0, 0.2, 2.0], 1, False),    # the pole falls in the middle of the track
+])
+def test_a_terminated_cartpole_says_whether_the_cart_left_the_track(state, action, off_track):
+    env = make_single_env()
+    env.reset(seed=0)
+    env.unwrapped.state = np.array(state)
+    _, _, terminated, truncated, info = env.step(action)
+    assert terminated and not truncated and info["cart_off_track"] is off_track
+
+
+def test_a_live_step_says_nothing():
+    env = make_single_env()
+    env.reset(seed=0)
+    assert "cart_off_track" not in env.step(0)[4]
+
+
+def test_eval_counts_the_endings_of_its_episodes():
+    falls = run_episodes(push_toward_tilt, lambda n: make_env(num_envs=n), 12, seed=0)
+    assert falls.endings == ("pole_fell",) * 12
+    assert falls.summary()["ended_by"] == {"time_limit": 0, "pole_fell": 12, "cart_off_track": 0}
+
+    def balance(obs):  # angle and angular velocity feedback: holds the pole for 50 steps
+        return (obs[:, 2] + 0.5 * obs[:, 3] > 0).astype(np.int32)
+
+    capped = run_episodes(balance, lambda n: make_env(num_envs=n, max_episode_steps=50), 5, 0)
+    assert capped.lengths == (50,) * 5 and capped.endings == ("time_limit",) * 5
+
+
+def test_pixel_envs_pass_the_ending_through():
+    def always_right(obs):
+        return np.ones(len(obs), np.int32)
+
+    result = run_episodes(always_right, lambda n: make_pixel_env(num_envs=n), 4, seed=0)
+    assert len(result.endings) == 4 and set(result.endings) <= {"pole_fell", "cart_off_track"}
