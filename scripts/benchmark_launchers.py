@@ -38,7 +38,8 @@ def run_sweep(workload: str, launcher: str) -> dict:
     sweep_dir = ROOT / "outputs" / "benchmarks" / "launchers" / workload / launcher
     shutil.rmtree(sweep_dir, ignore_errors=True)  # a job dir that exists would resume
     overrides = [*WORKLOADS[workload], *LAUNCHERS[launcher], f"hydra.sweep.dir={sweep_dir}",
-                 "progress_interval_s=60", "checkpoint.enabled=false"]
+                 "progress_interval_s=60", "checkpoint.enabled=false",
+                 "threads.intra_op=0"]  # basic: all cores for the one job; joblib: its share
     command = [sys.executable, str(ROOT / "scripts" / "train.py"), "-m", *overrides]
     start = time.perf_counter()
     subprocess.run(command, check=True, cwd=ROOT)

@@ -3,8 +3,10 @@
     python scripts/benchmark_learning.py --name state_dqn --seeds 0 1 2 3 4 -- \\
         env=cartpole_state model=mlp trainer=dqn
 
-Runs are sequential (never two trainings at once: on 2 cores they would slow each other down
-and the steps/s would lie). Writes ``benchmarks/<name>.md`` and ``benchmarks/<name>.json`` with the
+Runs are sequential by default; ``--parallel 2`` runs two seeds side by side, as a joblib
+sweep does on 2 cores (each run has one TensorFlow thread by default, so a seed's results are the
+same either way; its env steps/s is then that of a run sharing the machine, and the table says
+so). Writes ``benchmarks/<name>.md`` and ``benchmarks/<name>.json`` with the
 machine, the command and the date next to the figures; run directories go to
 ``outputs/benchmarks/<name>/seed<k>``.
 """
@@ -18,6 +20,7 @@ import shutil
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -63,7 +66,7 @@ def run_seed(name: str, seed: int, overrides: list[str], tail: int) -> dict:
 
 
 def to_markdown(name: str, command: str, machine: str, date: str, results: list[dict],
-                train_target: float | None = None) -> str:
+                train_target: float | None = None, parallel: int = 1) -> str:
     solved = sum(r["final_eval_mean"] >= SOLVED for r in results)
     tail = results[0]["train_tail_episodes"]
     target_line = [] if train_target is None else [
@@ -76,6 +79,8 @@ def to_markdown(name: str, command: str, machine: str, date: str, results: list[
         f"- command: `{command}`",
         f"- machine: {machine}",
         f"- date: {date}",
+        "- runs: one after another" if parallel == 1 else
+        f"- runs: {parallel} side by side (env steps/s is that of a run sharing the machine)",
         f"- seeds with final greedy eval mean >= {SOLVED:.0f}: **{solved} of {len(results)}**",
         *target_line,
         "",
@@ -120,14 +125,24 @@ def main() -> None:
                         help="training episodes at the end whose mean return is reported")
     parser.add_argument("--train-target", type=float, default=None,
                         help="also count seeds whose tail mean training return reaches this")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks",
+                        help="where <name>.md and <name>.json go")
+    parser.add_argument("--parallel", type=int, default=1,
+                        help="seeds trained side by side (default 1: one after another)")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides passed to scripts/train.py")
     args = parser.parse_args()
+    if args.parallel < 1:
+        parser.error(f"--parallel {args.parallel}: must be >= 1")
     command = invocation("scripts/benchmark_learning.py")
     date, machine = today(), machine_description()
-    results = [run_seed(args.name, seed, args.overrides, args.tail) for seed in args.seeds]
-    markdown = to_markdown(args.name, command, machine, date, results, args.train_target)
-    write_benchmark(ROOT / "benchmarks", args.name, markdown,
-                    {"command": command, "machine": machine, "date": date, "results": results})
+    with ThreadPoolExecutor(max_workers=args.parallel) as pool:  # each seed is a subprocess
+        results = list(pool.map(lambda seed: run_seed(args.name, seed, args.overrides, args.tail),
+                                args.seeds))
+    markdown = to_markdown(args.name, command, machine, date, results, args.train_target,
+                           args.parallel)
+    write_benchmark(args.out, args.name, markdown,
+                    {"command": command, "machine": machine, "date": date,
+                     "parallel": args.parallel, "results": results})
     print(markdown)
 
 

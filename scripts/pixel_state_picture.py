@@ -2,7 +2,8 @@
 
 For a few consecutive steps of one seeded episode, one row per step: the full 600x400 frame with
 the crop box, then for each renderer (pygame, fast) the patch and the diff (current - previous:
-gray is zero, white positive, black negative), scaled up for viewing.
+gray is zero, white positive, black negative), scaled up for viewing. The crop is the default
+env's (``conf/env/cartpole_pixels.yaml``), or another env config's with ``--env``.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from omegaconf import OmegaConf
 
 from pixel_dqn.envs import make_single_env
 from pixel_dqn.envs.screen import CropWindow, FastPatchRenderer, PygamePatchRenderer
@@ -43,9 +45,13 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "pixel_state.png")
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--seed", type=int, default=3)
+    parser.add_argument("--env", type=Path, default=ROOT / "conf" / "env" / "cartpole_pixels.yaml",
+                        help="the env config whose crop to draw")
     args = parser.parse_args()
 
-    crop = CropWindow()
+    env_cfg = OmegaConf.load(args.env)
+    crop = CropWindow(band=tuple(env_cfg.band), window=env_cfg.window, size=tuple(env_cfg.size),
+                      follow=env_cfg.follow)
     renderers = {"pygame": PygamePatchRenderer(crop), "fast": FastPatchRenderer(crop)}
     env = make_single_env(render_mode="rgb_array")
     env.reset(seed=args.seed)

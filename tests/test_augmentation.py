@@ -7,6 +7,7 @@ from conftest import PIXEL_SMOKE_OVERRIDES, STATE_SMOKE_OVERRIDES
 import pixel_dqn.trainers.dqn as dqn_trainer
 import pixel_dqn.training as training
 from pixel_dqn.augmentation import random_shift
+from pixel_dqn.replay import ReplayBuffer
 from pixel_dqn.validation import ConfigError, validate
 
 
@@ -54,27 +55,46 @@ def test_zero_pad_is_the_identity_and_draws_nothing():
     assert rng.integers(1 << 30) == np.random.default_rng(0).integers(1 << 30)
 
 
+def _offset(raw, shifted, pad):
+    """The (dy, dx) at which ``shifted`` is ``raw`` edge-padded and cropped, or None."""
+    padded = np.pad(raw, [(0, 0), (pad, pad), (pad, pad)], mode="edge")
+    height, width = raw.shape[1:]
+    return next(((dy, dx) for dy in range(2 * pad + 1) for dx in range(2 * pad + 1)
+                 if np.array_equal(padded[:, dy:dy + height, dx:dx + width], shifted)), None)
+
+
 def test_the_dqn_loop_shifts_obs_and_next_obs_independently(compose_config, tmp_path,
                                                             monkeypatch):
-    seen = []
-    original = dqn_trainer.DQNAgent.update
+    sampled, trained = [], []
+    original_sample, original_update = ReplayBuffer.sample, dqn_trainer.DQNAgent.update
+
+    def recording_sample(self, *args, **kwargs):
+        sampled.append(original_sample(self, *args, **kwargs))
+        return sampled[-1]
 
     def recording_update(self, batches, sync_target=False):
-        seen.append(batches)
-        return original(self, batches, sync_target)
+        trained.append(batches)
+        return original_update(self, batches, sync_target)
 
+    monkeypatch.setattr(ReplayBuffer, "sample", recording_sample)
     monkeypatch.setattr(dqn_trainer.DQNAgent, "update", recording_update)
-    cfg = compose_config(*PIXEL_SMOKE_OVERRIDES, "trainer.augment_pad=3", "env.num_envs=2",
+    pad = 3
+    cfg = compose_config(*PIXEL_SMOKE_OVERRIDES, f"trainer.augment_pad={pad}", "env.num_envs=2",
                          "checkpoint.enabled=false", "tensorboard=false")
     training.train(cfg, tmp_path)
-    batches = seen[-1]
-    # within one observation all frames moved together; obs and next_obs of one transition
-    # share the env's pixels but not the shift, so their edges rarely line up
-    assert batches.obs.dtype == np.uint8 and batches.obs.shape == batches.next_obs.shape
-    same = [np.array_equal(o, n) for o, n in zip(batches.obs.reshape(-1, *batches.obs.shape[2:]),
-                                                 batches.next_obs.reshape(
-                                                     -1, *batches.obs.shape[2:]), strict=True)]
-    assert not all(same)
+    raw, shifted = sampled[-1], trained[-1]
+    assert shifted.obs.dtype == np.uint8 and shifted.obs.shape == raw.obs.shape
+    frames = raw.obs.shape[2:]
+    pairs = []
+    for key in ("obs", "next_obs"):
+        originals = getattr(raw, key).reshape(-1, *frames)
+        results = getattr(shifted, key).reshape(-1, *frames)
+        offsets = [_offset(o, r, pad) for o, r in zip(originals, results, strict=True)]
+        assert None not in offsets  # every observation is a shifted copy of the sampled one
+        pairs.append(offsets)
+    # independent draws: the observation and the next one are mostly shifted differently
+    assert sum(a != b for a, b in zip(*pairs, strict=True)) > len(pairs[0]) // 2
+    assert np.array_equal(shifted.actions, raw.actions)  # the rest of the batch is untouched
 
 
 @pytest.mark.parametrize(("overrides", "key"), [

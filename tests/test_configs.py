@@ -45,7 +45,8 @@ def test_every_group_option_composes_and_instantiates(compose_config, group, opt
 def test_default_composition_is_pixels_cnn_dqn(compose_config):
     cfg = compose_config()
     assert OmegaConf.to_container(cfg)["env"]["id"] == "CartPole-v1"
-    assert cfg.env.obs_mode == "diff" and cfg.model.obs_mode == "diff"  # interpolated
+    assert cfg.env.obs_mode == "diff_current" == cfg.model.obs_mode  # interpolated
+    assert cfg.env.follow == 0.5
     assert cfg.model.filters and cfg.trainer.double_dqn is True
     validate(cfg)
 

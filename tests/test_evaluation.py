@@ -33,11 +33,17 @@ def test_eval_counts_the_endings_of_its_episodes():
     assert falls.endings == ("pole_fell",) * 12
     assert falls.summary()["ended_by"] == {"time_limit": 0, "pole_fell": 12, "cart_off_track": 0}
 
-    def balance(obs):  # angle and angular velocity feedback: holds the pole for 50 steps
+    def balance(obs):  # angle and angular velocity feedback: holds the pole (500 steps)
         return (obs[:, 2] + 0.5 * obs[:, 3] > 0).astype(np.int32)
 
     capped = run_episodes(balance, lambda n: make_env(num_envs=n, max_episode_steps=50), 5, 0)
     assert capped.lengths == (50,) * 5 and capped.endings == ("time_limit",) * 5
+
+    def drift(obs):  # the same, leaning to one side: the cart runs off the track
+        return (obs[:, 2] + 0.5 * obs[:, 3] + 0.05 > 0).astype(np.int32)
+
+    off = run_episodes(drift, lambda n: make_env(num_envs=n), 4, seed=0)
+    assert off.endings == ("cart_off_track",) * 4 and max(off.lengths) < 500
 
 
 def test_pixel_envs_pass_the_ending_through():

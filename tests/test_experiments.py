@@ -236,12 +236,32 @@ def test_the_study_arms_set_what_their_names_say(compose_config):
     seed = compose_config("+arm=seed_view").env
     assert (seed.window, seed.follow, list(seed.size), seed.obs_mode) == (0.6, 1.0, [40, 90],
                                                                           "diff")
-    horizon = compose_config("+arm=long_horizon").trainer
-    assert (horizon.gamma, horizon.n_step) == (0.999, 10)
-    screen = compose_config("+experiment=learner_state", "+arm=gamma999")
-    assert cfg_targets(screen) == ("make_env", "build_mlp") and screen.trainer.gamma == 0.999
-    assert screen.env.num_envs == 4 and screen.total_steps == 100_000
+    # the state screen pins the pixel terms it started from; each arm changes one thing
+    base = compose_config("+experiment=learner_state", "+arm=pixel_terms")
+    assert cfg_targets(base) == ("make_env", "build_mlp")
+    assert (base.env.num_envs, base.total_steps) == (4, 100_000)
+    assert (base.trainer.gamma, base.trainer.n_step, base.trainer.train_freq) == (0.99, 3, 4)
+    horizon = compose_config("+experiment=learner_state", "+arm=long_horizon").trainer
+    assert (horizon.gamma, horizon.n_step, horizon.train_freq) == (0.999, 10, 4)
+    assert compose_config("+experiment=learner_state", "+arm=gamma999").trainer.gamma == 0.999
 
 
 def cfg_targets(cfg):
     return cfg.env._target_.rsplit(".", 1)[1], cfg.model._target_.rsplit(".", 1)[1]
+
+
+def test_jobs_with_the_same_config_are_one_arm_whatever_overrides_made_them(tmp_path):
+    """A screen's arm and the defaults it became pool; a config that differs stays apart."""
+    jobs = [("screen", "0_seed0", ["+arm=x", "trainer.gamma=0.999", "seed=0"], 0.999),
+            ("defaults", "0_seed1", ["seed=1"], 0.999),
+            ("defaults", "1_seed2", ["seed=2"], 0.999),
+            ("other", "0_seed0", ["trainer.gamma=0.99", "seed=0"], 0.99)]
+    for sweep, name, overrides, gamma in jobs:
+        _fake_job(tmp_path / sweep, name, overrides, 400.0, [(100, 10.0)])
+        seed = int(overrides[-1].split("=")[1])
+        (tmp_path / sweep / name / "config.yaml").write_text(yaml.safe_dump(
+            {"seed": seed, "trainer": {"gamma": gamma}, "progress_interval_s": 10 + seed}))
+    found = find_jobs(tmp_path / "screen", tmp_path / "defaults", tmp_path / "other")
+    assert [j.arm for j in found] == ["arm=x trainer.gamma=0.999"] * 3 + ["trainer.gamma=0.99"]
+    rows = {r["arm"]: r["seeds"] for r in summarise(found)}
+    assert rows == {"arm=x trainer.gamma=0.999": 3, "trainer.gamma=0.99": 1}

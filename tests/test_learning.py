@@ -1,6 +1,11 @@
 """A short real training run: state DQN must clearly beat a random policy (~22 steps)."""
 
-from conftest import STATE
+import json
+import shutil
+import subprocess
+import sys
+
+from conftest import ROOT, STATE, STATE_SMOKE_OVERRIDES
 
 from pixel_dqn.training import train
 
@@ -17,3 +22,20 @@ LEARNING_OVERRIDES = (
 def test_state_dqn_learns_within_a_small_budget(compose_config, tmp_path):
     result = train(compose_config(*LEARNING_OVERRIDES), tmp_path)
     assert result.mean >= 150, f"final greedy eval mean {result.mean:.1f} < 150"
+
+
+def test_the_learning_benchmark_runs_seeds_side_by_side_like_one_after_another(tmp_path):
+    """--parallel 2 gives each seed the result it gets alone (one TF thread per run)."""
+    tables = {}
+    for parallel in (1, 2):
+        name = f"test_parallel_{parallel}"
+        subprocess.run([sys.executable, str(ROOT / "scripts" / "benchmark_learning.py"),
+                        "--name", name, "--seeds", "0", "1", "--parallel", str(parallel),
+                        "--out", str(tmp_path), "--", *STATE_SMOKE_OVERRIDES],
+                       cwd=ROOT, capture_output=True, text=True, timeout=600, check=True)
+        shutil.rmtree(ROOT / "outputs" / "benchmarks" / name, ignore_errors=True)
+        record = json.loads((tmp_path / f"{name}.json").read_text())
+        assert record["parallel"] == parallel and [r["seed"] for r in record["results"]] == [0, 1]
+        tables[parallel] = [(r["final_eval_mean"], r["env_steps"]) for r in record["results"]]
+        assert ("side by side" in (tmp_path / f"{name}.md").read_text()) == (parallel == 2)
+    assert tables[1] == tables[2]

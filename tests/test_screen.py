@@ -38,7 +38,8 @@ def _states(rng: np.random.Generator) -> np.ndarray:
     return np.vstack([random, edges])
 
 
-@pytest.mark.parametrize(("crop", "gray"), [(CROP, True), (CROP, False), (TRACK, True)])
+@pytest.mark.parametrize(("crop", "gray"), [(CROP, True), (CROP, False), (TRACK, True),
+                                           (CropWindow(follow=0.5), True)])
 def test_fast_renderer_matches_gymnasium_pygame_renderer(crop, gray):
     os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
     env = gym.make("CartPole-v1", render_mode="rgb_array").unwrapped

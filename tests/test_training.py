@@ -10,6 +10,7 @@ from conftest import PIXEL_SMOKE_OVERRIDES, ROOT, STATE_SMOKE_OVERRIDES
 import pixel_dqn.trainers.dqn as dqn_trainer
 import pixel_dqn.training as training
 from pixel_dqn.metrics import COLUMNS
+from pixel_dqn.networks import load_q_network
 from pixel_dqn.replay import ReplayBuffer
 
 
@@ -133,8 +134,6 @@ def test_the_pixel_network_sees_only_the_envs_uint8_frames(compose_config, tmp_p
                          "tensorboard=false")
     training.train(cfg, tmp_path)
     frame_shape = (2, 32, 120)  # diff_current: the previous and the current 32x120 patch
-    from pixel_dqn.networks import load_q_network
-
     model = load_q_network(tmp_path / "model.keras")
     assert len(model.inputs) == 1 and model.inputs[0].dtype == "uint8"
     assert tuple(model.inputs[0].shape[1:]) == frame_shape

@@ -46,14 +46,14 @@ class PixelEnvConfig(EnvConfig):
     """Top and bottom of the cropped band, as fractions of the screen height."""
     window: float = 0.6
     """Width of the window around the cart, as a fraction of the screen width."""
-    follow: float = 1.0
+    follow: float = 0.5
     """How far the window follows the cart: 1 centres it on the cart, 0.5 moves it half as
     far (the cart's place in the patch then shows its position on the track)."""
     size: list[int] = field(default_factory=lambda: [40, 90])
     """Patch height and width after area resizing."""
     gray: bool = True
     """Gray patches (1 byte per pixel) or RGB (3)."""
-    obs_mode: str = "diff"
+    obs_mode: str = "diff_current"
     """``diff`` (current - previous), ``diff_current`` (current and diff) or ``stack``."""
     stack: int = 4
     """Patches per observation in ``stack`` mode."""
@@ -195,8 +195,9 @@ class EvalConfig:
 class ThreadsConfig:
     """TensorFlow thread pools, set before TensorFlow initialises (0 = one per core)."""
 
-    intra_op: int = 0
-    """Threads inside one op (convolutions, matrix products); 0 = one per core."""
+    intra_op: int = 1
+    """Threads inside one op (convolutions, matrix products); 0 = one per core (the joblib
+    launcher then gives each parallel job its share of the cores)."""
     inter_op: int = 1
     """Ops run concurrently."""
 

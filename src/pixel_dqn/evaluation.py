@@ -32,8 +32,9 @@ class EvalResult:
     def mean(self) -> float:
         return float(np.mean(self.returns))
 
-    def summary(self) -> dict[str, float | int]:
-        """mean / std / min / max of the returns, mean length, and the episode count."""
+    def summary(self) -> dict[str, float | int | dict[str, int]]:
+        """mean / std / min / max of the returns, mean length, the episode count, and how many
+        episodes ended each way (``ended_by``)."""
         returns = np.asarray(self.returns)
         return {
             "episodes": len(returns),

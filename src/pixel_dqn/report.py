@@ -23,6 +23,9 @@ from pixel_dqn.metrics import CSV_FILE
 
 SOLVED = 475.0
 CONFIDENCE = 0.95
+RUN_CONFIG_FILE = "config.yaml"
+# config keys that do not change what a run computes: left out when jobs are pooled into arms
+NOT_IN_ARM = ("seed", "progress_interval_s", "tensorboard", "checkpoint.", "display.")
 
 
 @dataclass
@@ -36,6 +39,7 @@ class Job:
     first_solved_step: float = math.inf  # env steps to the first eval >= SOLVED
     ended_at: float | None = None  # eval.json's modification time (seconds since the epoch)
     ended_by: dict[str, int] = field(default_factory=dict)  # the final eval's episode endings
+    config: tuple | None = None  # the resolved config that decides the results (seed aside)
     curve: list[tuple[int, float]] = field(default_factory=list)  # (env step, eval return)
 
     @property
@@ -48,6 +52,10 @@ def read_job(job_dir: Path) -> Job:
     overrides = yaml.safe_load((job_dir / ".hydra" / "overrides.yaml").read_text()) or []
     seed = next((int(o.split("=", 1)[1]) for o in overrides if o.startswith("seed=")), None)
     job = Job(job_dir.name, [o for o in overrides if not o.startswith("seed=")], seed)
+    if (job_dir / RUN_CONFIG_FILE).is_file():
+        flat = _flatten(yaml.safe_load((job_dir / RUN_CONFIG_FILE).read_text()) or {})
+        job.config = tuple(sorted((k, repr(v)) for k, v in flat.items()
+                                  if not k.startswith(NOT_IN_ARM)))
     if (job_dir / CSV_FILE).is_file():
         with open(job_dir / CSV_FILE, newline="") as f:
             job.curve = [(int(r["env_step"]), float(r["return"]))
@@ -67,6 +75,16 @@ def read_job(job_dir: Path) -> Job:
     return job
 
 
+def _flatten(tree: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
 def _natural_order(path: Path) -> list[tuple[int, int | str]]:
     """Sort key comparing the runs of digits in a path as numbers."""
     return [(0, int(part)) if part.isdigit() else (1, part)
@@ -76,7 +94,10 @@ def _natural_order(path: Path) -> list[tuple[int, int | str]]:
 def find_jobs(*multirun_dirs: Path) -> list[Job]:
     """Every job directory under the multirun directories, each sweep's in Hydra's job order
     (``2_...`` before ``10_...``), with its arm: the overrides (seed aside) that differ between
-    the jobs. Jobs of several sweeps are named ``<sweep dir>/<job dir>``."""
+    the jobs. Jobs whose resolved configs are the same but for the seed (and settings that do
+    not change results) are one arm, named after the first of them, even when different
+    overrides made them (a screen and the defaults it became, say). Jobs of several sweeps are
+    named ``<sweep dir>/<job dir>``."""
     jobs = []
     for multirun_dir in multirun_dirs:
         dirs = sorted((p.parent.parent for p in multirun_dir.rglob(".hydra/overrides.yaml")
@@ -87,8 +108,11 @@ def find_jobs(*multirun_dirs: Path) -> list[Job]:
                 job.name = f"{multirun_dir.name}/{job.name}"
             jobs.append(job)
     shared = set.intersection(*(set(j.overrides) for j in jobs)) if jobs else set()
+    first_label: dict[tuple, str] = {}
     for job in jobs:
         job.arm = " ".join(o.lstrip("+") for o in job.overrides if o not in shared) or "all"
+        if job.config is not None:
+            job.arm = first_label.setdefault(job.config, job.arm)
     return jobs
 
 
