@@ -45,6 +45,19 @@ def _wait_for_checkpoint(run_dir, process, timeout=300):
         time.sleep(0.05)
 
 
+def _wait_for_training_past(run_dir, process, step, timeout=300):
+    """Until metrics.csv has a row after env step ``step``: a signal then lands past the
+    checkpoint written there (a stop at that very step would rightly write no second one)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        rows = (run_dir / "metrics.csv").read_text().splitlines()[1:]
+        if any(int(row.split(",")[1]) > step for row in rows):
+            return
+        assert process.poll() is None, "the run ended before the signal"
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+
+
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("reference")
@@ -76,6 +89,7 @@ def test_sigterm_checkpoints_and_exits_then_the_rerun_finishes_identical(referen
                                stderr=subprocess.PIPE, text=True)
     _wait_for_checkpoint(tmp_path, process)
     before = {p.name for p in CheckpointStore(tmp_path / training.CHECKPOINT_DIR).paths()}
+    _wait_for_training_past(tmp_path, process, max(int(n.split("-")[1]) for n in before))
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 128 + signal.SIGTERM
@@ -93,8 +107,9 @@ def test_sigterm_checkpoints_and_exits_then_the_rerun_finishes_identical(referen
 def test_a_finished_run_rerun_only_evaluates_again(reference, tmp_path):
     _run(tmp_path)
     rows = (tmp_path / "metrics.csv").read_text()
+    last_step = json.loads((tmp_path / "timing.json").read_text())["env_steps"]
     out = _run(tmp_path).stdout
-    assert "resuming from" in out and "(env step 2999)" in out
+    assert "resuming from" in out and f"(env step {last_step})" in out
     assert (tmp_path / "metrics.csv").read_text() == rows
     assert json.loads((tmp_path / "eval.json").read_text())["returns"] == json.loads(
         (reference / "eval.json").read_text())["returns"]
