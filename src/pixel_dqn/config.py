@@ -255,3 +255,14 @@ def register_configs() -> None:
     store.store(group="model", name="base_cnn", node=CNNConfig)
     store.store(group="trainer", name="base_dqn", node=DQNConfig)
     store.store(group="trainer", name="base_reinforce", node=ReinforceConfig)
+
+
+def flatten_config(tree: dict, prefix: str = "") -> dict:
+    """A nested config as ``{"trainer.gamma": 0.99, ...}`` (dotted keys, leaf values)."""
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(flatten_config(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat

@@ -18,12 +18,12 @@ import numpy as np
 import yaml
 from scipy import stats
 
-from pixel_dqn.evaluation import EVAL_FILE
+from pixel_dqn.config import flatten_config
+from pixel_dqn.evaluation import EVAL_FILE, RUN_CONFIG_FILE
 from pixel_dqn.metrics import CSV_FILE
 
 SOLVED = 475.0
 CONFIDENCE = 0.95
-RUN_CONFIG_FILE = "config.yaml"
 # config keys that do not change what a run computes: left out when jobs are pooled into arms
 NOT_IN_ARM = ("seed", "progress_interval_s", "tensorboard", "checkpoint.", "display.")
 
@@ -53,7 +53,7 @@ def read_job(job_dir: Path) -> Job:
     seed = next((int(o.split("=", 1)[1]) for o in overrides if o.startswith("seed=")), None)
     job = Job(job_dir.name, [o for o in overrides if not o.startswith("seed=")], seed)
     if (job_dir / RUN_CONFIG_FILE).is_file():
-        flat = _flatten(yaml.safe_load((job_dir / RUN_CONFIG_FILE).read_text()) or {})
+        flat = flatten_config(yaml.safe_load((job_dir / RUN_CONFIG_FILE).read_text()) or {})
         job.config = tuple(sorted((k, repr(v)) for k, v in flat.items()
                                   if not k.startswith(NOT_IN_ARM)))
     if (job_dir / CSV_FILE).is_file():
@@ -74,15 +74,6 @@ def read_job(job_dir: Path) -> Job:
         job.first_solved_step = float(solved[0]) if solved else math.inf
     return job
 
-
-def _flatten(tree: dict, prefix: str = "") -> dict:
-    flat = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 def _natural_order(path: Path) -> list[tuple[int, int | str]]:

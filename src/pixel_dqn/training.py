@@ -17,7 +17,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from pixel_dqn.checkpoint import Checkpoint, CheckpointStore
-from pixel_dqn.config import DQNConfig
+from pixel_dqn.config import DQNConfig, flatten_config
 from pixel_dqn.envs.display import VirtualDisplay
 from pixel_dqn.evaluation import EVAL_FILE, MODEL_FILE, RUN_CONFIG_FILE, EvalResult
 from pixel_dqn.metrics import MetricsWriter, Progress
@@ -101,8 +101,8 @@ def build_run(cfg: DictConfig, seeds: RunSeeds, store: CheckpointStore) -> Run:
 
 def _check_resumable(cfg: DictConfig, checkpoint: Checkpoint) -> None:
     """A run directory resumes only the run it holds: the same config, up to harmless keys."""
-    saved = _flatten(checkpoint.state["config"])
-    current = _flatten(OmegaConf.to_container(cfg, resolve=True))
+    saved = flatten_config(checkpoint.state["config"])
+    current = flatten_config(OmegaConf.to_container(cfg, resolve=True))
     for key in sorted(saved.keys() | current.keys()):
         if key.split(".")[0] in RESUME_MAY_CHANGE or saved.get(key) == current.get(key):
             continue
@@ -112,15 +112,6 @@ def _check_resumable(cfg: DictConfig, checkpoint: Checkpoint) -> None:
             f"overrides to resume, or choose a new hydra.run.dir"
         )
 
-
-def _flatten(tree: dict, prefix: str = "") -> dict:
-    flat = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 def _format_eval(summary: dict) -> str:
