@@ -25,7 +25,7 @@ def test_state_dqn_learns_within_a_small_budget(compose_config, tmp_path):
 
 
 def test_the_learning_benchmark_runs_seeds_side_by_side_like_one_after_another(tmp_path):
-    """--parallel 2 gives each seed the result it gets alone (one TF thread per run)."""
+    """--parallel 2 gives each seed the result it gets one after another, and says how it ran."""
     tables = {}
     for parallel in (1, 2):
         name = f"test_parallel_{parallel}"

@@ -30,7 +30,8 @@ from pixel_dqn.timing import PhaseTimer
 
 @dataclass(frozen=True)
 class RunSeeds:
-    """Independent seeds for every random stream, all derived from the one config seed."""
+    """Independent seeds for every random stream, all derived from the one config seed
+    (generate_state is a prefix-stable stream: a new field leaves the others unchanged)."""
 
     tf: int
     env: int
@@ -41,9 +42,7 @@ class RunSeeds:
 
     @classmethod
     def from_seed(cls, seed: int) -> RunSeeds:
-        # generate_state's words are a prefix-stable stream: adding a field keeps the others
-        states = np.random.SeedSequence(seed).generate_state(6).tolist()
-        return cls(*(int(s) for s in states))
+        return cls(*np.random.SeedSequence(seed).generate_state(6).tolist())
 
 
 class TrainingInterrupted(Exception):
