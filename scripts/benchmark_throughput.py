@@ -6,25 +6,44 @@
 Trains ``--steps`` env steps with ``scripts/train.py`` (periodic evaluations off, so the figure
 is training alone; the warm-up of ``learning_starts`` random steps included), then reads the
 run's ``timing.json``: steps/s over the whole loop and microseconds per env step for acting,
-env stepping, replay writes, replay sampling and the gradient step. Writes
-``benchmarks/<name>.md`` and ``.json`` with the machine, the command and the date.
+env stepping, replay writes, replay sampling and the gradient step. In the same invocation (the
+machine is shared: ratios are only fair within one run) it trains the same config with op
+determinism off and with TensorFlow's Eigen kernels instead of oneDNN, so the cost of each
+shows beside the main figure (``--no-variants`` skips them). Writes ``benchmarks/<name>.md`` and
+``.json`` with the machine, the command and the date.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 from pixel_dqn.benchmarking import invocation, machine_description, today, write_benchmark
+from pixel_dqn.runtime import ONEDNN_VARIABLE
 
 ROOT = Path(__file__).resolve().parents[1]
-SB3_REFERENCE_STEPS_PER_S = 117.0
-"""Stable-Baselines3 DQN, small CNN on 40x90 [previous, current] patches, train_freq 4, batch 64,
-on this 2-core machine class: the figure issue 4 gives (not re-measured by this script)."""
+TARGET_STEPS_PER_S = 300.0
+"""Issue 11's target for the pixel defaults on 2 cores."""
+REFERENCES = (
+    ("Stable-Baselines3 DQN, small CNN on 40x90 [previous, current] patches, train_freq 4, "
+     "batch 64", 117.0, "issue 4"),
+    ("Stable-Baselines3 DQN, conv 8 k8 s4 + conv 16 k4 s2 + dense 128, batch 64 every 4 env "
+     "steps, on a cv2-drawn patch", 237.0, "issue 11"),
+    ("the same on the tutorial's pygame patch (what its users run)", 106.0, "issue 11"),
+    ("this project before issue 11 (pixel defaults of then, Eigen kernels)", 205.0, "issue 11"),
+)
+"""(what, env steps/s, where the figure comes from): measured on this machine class by the
+issues named, not re-measured by this script."""
+VARIANTS = (
+    ("op determinism off", ["deterministic=false"], {}),
+    ("Eigen kernels (oneDNN off)", [], {ONEDNN_VARIABLE: "0"}),
+)
+"""(label, extra overrides, extra environment) of the runs beside the main one."""
 
 
 def main() -> None:
@@ -32,16 +51,19 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20_000, help="env steps to train")
     parser.add_argument("--name", default="pixel_throughput")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks")
+    parser.add_argument("--no-variants", action="store_true",
+                        help="time the config only, not its determinism-off and Eigen variants")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides passed to scripts/train.py")
     args = parser.parse_args()
     run_dir = ROOT / "outputs" / "benchmarks" / args.name
-    shutil.rmtree(run_dir, ignore_errors=True)  # train from scratch: a run dir would resume
-    command = [sys.executable, str(ROOT / "scripts" / "train.py"), *args.overrides,
-               f"total_steps={args.steps}", f"eval.every_steps={args.steps + 1}",
-               "eval.final_episodes=1", f"hydra.run.dir={run_dir}", "progress_interval_s=60"]
-    subprocess.run(command, check=True, cwd=ROOT)
-    timing = json.loads((run_dir / "timing.json").read_text())
-    config = (run_dir / "config.yaml").read_text()
+    timing = timed_run(run_dir, args.steps, args.overrides, {})
+    variants = []
+    for label, overrides, environment in () if args.no_variants else VARIANTS:
+        variant = timed_run(run_dir.with_name(f"{args.name}_variant"), args.steps,
+                            [*args.overrides, *overrides], environment)
+        variants.append({"variant": label, "overrides": overrides, "environment": environment,
+                         "steps_per_s": variant["steps_per_s"],
+                         "train_step_us": variant["phases"]["train_step"]["us_per_env_step"]})
     record = {
         "command": invocation("scripts/benchmark_throughput.py"),
         "machine": machine_description(),
@@ -49,41 +71,65 @@ def main() -> None:
         "env_steps": timing["env_steps"],
         "seconds": timing["seconds"],
         "steps_per_s": timing["steps_per_s"],
-        "x_sb3_reference": timing["steps_per_s"] / SB3_REFERENCE_STEPS_PER_S,
+        "target_steps_per_s": TARGET_STEPS_PER_S,
         "phases": timing["phases"],
         "replay": timing.get("replay", {}),
-        "config": config,
+        "variants": variants,
+        "references": [{"what": what, "steps_per_s": rate, "source": source}
+                       for what, rate, source in REFERENCES],
+        "config": (run_dir / "config.yaml").read_text(),
     }
     markdown = to_markdown(record)
     write_benchmark(args.out, args.name, markdown, record)
     print(markdown)
 
 
+def timed_run(run_dir: Path, steps: int, overrides: list[str], environment: dict) -> dict:
+    """Train ``steps`` env steps from scratch in ``run_dir``; return its ``timing.json``."""
+    shutil.rmtree(run_dir, ignore_errors=True)  # train from scratch: a run dir would resume
+    command = [sys.executable, str(ROOT / "scripts" / "train.py"), *overrides,
+               f"total_steps={steps}", f"eval.every_steps={steps + 1}",
+               "eval.final_episodes=1", f"hydra.run.dir={run_dir}", "progress_interval_s=60"]
+    subprocess.run(command, check=True, cwd=ROOT, env={**os.environ, **environment})
+    return json.loads((run_dir / "timing.json").read_text())
+
+
 def to_markdown(record: dict) -> str:
+    rate = record["steps_per_s"]
+    met = "yes" if rate >= record["target_steps_per_s"] else "no"
     lines = [
         "# Training throughput",
         "",
         f"- command: `{record['command']}`",
         f"- machine: {record['machine']}",
         f"- date: {record['date']}",
-        f"- **{record['steps_per_s']:.0f} env steps/s** end to end over {record['env_steps']} env "
-        f"steps ({record['seconds']:.0f} s, periodic evaluations off): "
-        f"{record['x_sb3_reference']:.1f}x the SB3 reference of "
-        f"{SB3_REFERENCE_STEPS_PER_S:.0f} env steps/s (issue 4's figure, same replay ratio and "
-        "batch: one gradient step of 64 every 4 env steps)",
+        f"- **{rate:.0f} env steps/s** end to end over {record['env_steps']} env "
+        f"steps ({record['seconds']:.0f} s, periodic evaluations off); target >= "
+        f"{record['target_steps_per_s']:.0f}: {met}",
     ]
     replay = record["replay"]
     if replay:
         lines.append(f"- replay: {replay['bytes'] / 1e6:.0f} MB for {replay['capacity']} steps, "
                      f"{replay['bytes_per_step']:.0f} bytes per step "
                      f"({replay['bytes_per_step'] * 1e5 / 1e9:.3f} GB per 100k steps)")
-    lines += [
-        "",
-        "| phase | us per env step | share |",
-        "|---|---:|---:|",
-    ]
+    lines += ["", "| phase | us per env step | share |", "|---|---:|---:|"]
     for name, phase in sorted(record["phases"].items(), key=lambda kv: -kv[1]["seconds"]):
         lines.append(f"| {name} | {phase['us_per_env_step']:.0f} | {100 * phase['share']:.1f}% |")
+    if record["variants"]:
+        lines += ["", "The same config, trained right after in the same invocation:", "",
+                  "| variant | env steps/s | train_step us per env step | x this config |",
+                  "|---|---:|---:|---:|",
+                  f"| this config | {rate:.0f} | "
+                  f"{record['phases']['train_step']['us_per_env_step']:.0f} | 1.00 |"]
+        for variant in record["variants"]:
+            lines.append(f"| {variant['variant']} | {variant['steps_per_s']:.0f} | "
+                         f"{variant['train_step_us']:.0f} | {variant['steps_per_s'] / rate:.2f} |")
+    lines += ["", "Reference figures (measured on this machine class by the issue named, not by "
+              "this script):", "", "| what | env steps/s | source | this config is x faster |",
+              "|---|---:|---|---:|"]
+    for reference in record["references"]:
+        lines.append(f"| {reference['what']} | {reference['steps_per_s']:.0f} | "
+                     f"{reference['source']} | {rate / reference['steps_per_s']:.2f} |")
     lines += ["", "The config of the run:", "", "```yaml", record["config"].rstrip(), "```", ""]
     return "\n".join(lines)
 
