@@ -54,6 +54,9 @@ def run_seed(name: str, seed: int, overrides: list[str], tail: int) -> dict:
         "final_eval_std": final["std"],
         "final_eval_min": final["min"],
         "final_eval_episodes": final["episodes"],
+        # eval.keep_best: the final eval is the kept network's; the last one's is beside it
+        "last_network_eval_mean": final.get("last_network", {}).get("mean"),
+        "kept_from_env_step": final.get("kept_from", {}).get("env_step"),
         "env_steps": timing["env_steps"],
         "first_eval_at_475": first_solved,
         "train_tail_episodes": min(tail, len(train_returns)),
@@ -83,6 +86,7 @@ def to_markdown(name: str, command: str, machine: str, date: str, results: list[
         f"- runs: {parallel} side by side (env steps/s is that of a run sharing the machine)",
         f"- seeds with final greedy eval mean >= {SOLVED:.0f}: **{solved} of {len(results)}**",
         *target_line,
+        *keep_best_lines(results),
         "",
         "| seed | final greedy eval (episodes) | env steps | first eval >= 475 at | "
         f"mean training return, last {tail} episodes | "
@@ -115,6 +119,18 @@ def to_markdown(name: str, command: str, machine: str, date: str, results: list[
         lines.append(f"| {r['seed']} | {cells} |")
     lines.append("")
     return "\n".join(lines)
+
+
+def keep_best_lines(results: list[dict]) -> list[str]:
+    """With ``eval.keep_best``: how the last networks did, and where each kept one came from."""
+    if any(r.get("last_network_eval_mean") is None for r in results):
+        return []
+    solved = sum(r["last_network_eval_mean"] >= SOLVED for r in results)
+    per_seed = ", ".join(f"seed {r['seed']}: {r['last_network_eval_mean']:.1f} (kept: env step "
+                         f"{r['kept_from_env_step']})" for r in results)
+    return [f"- eval.keep_best: the final evaluation above is the network of the best periodic "
+            f"evaluation's; the last network's final greedy eval (same episodes' seeds) >= "
+            f"{SOLVED:.0f}: **{solved} of {len(results)}** ({per_seed})"]
 
 
 def main() -> None:

@@ -38,6 +38,10 @@ class EvaluateArgs:
     """Also record one episode (seeded by ``seed``) as MP4 and GIF."""
     video_dir: str | None = None
     """Where the videos go (default: <run_dir>/videos, or outputs/videos for the heuristic)."""
+    trace: int = 0
+    """Also play this many episodes one at a time (seeds ``seed``, ``seed + 1``, ...) and print,
+    for each, its length, how it ended, the cart-pole state at its end and the range of the
+    cart's position: how the failures happen."""
 
 
 def parse_args(argv: list[str]) -> EvaluateArgs:
@@ -47,7 +51,7 @@ def parse_args(argv: list[str]) -> EvaluateArgs:
     except OmegaConfBaseException as error:
         first_line = str(error).splitlines()[0]
         raise UserError(f"{first_line} (valid keys: run_dir, policy, episodes, seed, "
-                        f"max_episode_steps, video, video_dir; e.g. run_dir=outputs/... "
+                        f"max_episode_steps, video, video_dir, trace; e.g. run_dir=outputs/... "
                         f"episodes=100)") from None
     if args.policy not in POLICIES:
         raise UserError(f"policy={args.policy!r} is invalid: must be one of {', '.join(POLICIES)}")
@@ -86,6 +90,8 @@ def main(argv: list[str]) -> None:
     print(json.dumps(summary))
     print(f"{summary['episodes']} episodes ({args.policy}): mean {summary['mean']:.1f} "
           f"std {summary['std']:.1f} min {summary['min']:.0f} max {summary['max']:.0f}")
+    for line in trace_episodes(policy, make_envs, args.trace, args.seed):
+        print(line)
     if args.video:
         from pixel_dqn.video import record_episode
 
@@ -96,6 +102,30 @@ def main(argv: list[str]) -> None:
         height, width = recording.frame_size
         print(f"video: {recording.mp4} and {recording.gif} ({recording.frames} frames of "
               f"{width}x{height}, return {recording.episode_return:.0f})")
+
+
+def trace_episodes(policy, make_envs, episodes: int, seed: int) -> list[str]:
+    """One line per episode: length, ending, the final (x, x_dot, theta, theta_dot), x range."""
+    import numpy as np
+
+    envs, lines = make_envs(num_envs=1), []
+    cartpole = envs.envs[0].unwrapped
+    for episode in range(episodes):
+        obs, _ = envs.reset(seed=seed + episode)
+        xs, length, done = [], 0, False
+        while not done:
+            obs, _, terminated, truncated, _ = envs.step(policy(obs))
+            length += 1
+            xs.append(cartpole.state[0])
+            done = bool(terminated[0] or truncated[0])
+        x, x_dot, theta, theta_dot = np.asarray(cartpole.state, float)
+        ending = "time limit" if not terminated[0] else (
+            "cart off track" if abs(x) > cartpole.x_threshold else "pole fell")
+        lines.append(f"episode {episode} (seed {seed + episode}): {length} steps, {ending}; at "
+                     f"the end x {x:+.2f}, x_dot {x_dot:+.2f}, theta {theta:+.3f}, theta_dot "
+                     f"{theta_dot:+.2f}; x over the episode [{min(xs):+.2f}, {max(xs):+.2f}]")
+    envs.close()
+    return lines
 
 
 if __name__ == "__main__":

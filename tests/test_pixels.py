@@ -25,6 +25,25 @@ def test_observations_are_uint8_patches_inside_the_declared_space(mode, frames, 
     env.close()
 
 
+@pytest.mark.parametrize("mode", ["diff", "diff_current"])
+def test_a_diff_lag_keeps_that_many_steps_and_diffs_newest_minus_oldest(mode):
+    lagged = make_single_pixel_env(obs_mode=mode, diff_lag=3)
+    assert lagged.observation_space.shape == (4, 40, 90) == (frames_for(mode, 4, 3), 40, 90)
+    plain = _env(mode)
+    lagged.reset(seed=1)
+    plain.reset(seed=1)
+    patches = []
+    for _ in range(6):  # the same pushes: the lagged env's frames are the plain env's patches
+        obs, *_ = lagged.step(1)
+        plain_obs, *_ = plain.step(1)
+        patches.append(plain_obs[-1])
+    np.testing.assert_array_equal(obs, np.stack(patches[-4:]))
+    state = np.asarray(pixel_state(obs, mode))
+    diff = (patches[-1].astype(np.float32) - patches[-4]) / 255
+    np.testing.assert_allclose(state[..., -1], diff, atol=1e-6)
+    assert np.abs(diff).sum() > 3 * np.abs(np.asarray(pixel_state(plain_obs, "diff"))).sum() / 2
+
+
 def test_reward_and_termination_are_those_of_cartpole():
     env, plain = _env(), gym.make("CartPole-v1")
     env.reset(seed=3)

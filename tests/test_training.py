@@ -45,11 +45,42 @@ def test_smoke_run_writes_the_run_directory(compose_config, tmp_path):
 
     out = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "evaluate.py"), f"run_dir={tmp_path}",
-         "episodes=4", "max_episode_steps=50"],
+         "episodes=4", "max_episode_steps=50", "trace=2"],
         capture_output=True, text=True, check=True, timeout=300,
     ).stdout
-    printed = json.loads(out.splitlines()[-2])
+    lines = out.splitlines()
+    printed = json.loads(lines[-4])
     assert printed["episodes"] == 4 and printed["max"] <= 50 and printed["min"] >= 1
+    traced = lines[-2:]  # one line per traced episode: length, ending, end state, x range
+    assert [line.split(" ")[:4] for line in traced] == [
+        ["episode", "0", "(seed", "0):"], ["episode", "1", "(seed", "1):"]]
+    assert all(("time limit" in line) == line.split(": ")[1].startswith("50 steps")
+               for line in traced)
+
+
+def test_keep_best_evaluates_and_saves_the_best_periodic_evaluations_network(
+    compose_config, tmp_path, monkeypatch
+):
+    kept = {}
+    keep = training.Run.evaluate_if_due
+
+    def record_weights_at_each_evaluation(run):
+        evals = run.state.evals
+        keep(run)
+        if run.state.evals > evals:  # an evaluation ran: remember what it evaluated
+            kept[run.state.step] = run.network().get_weights()
+
+    monkeypatch.setattr(training.Run, "evaluate_if_due", record_weights_at_each_evaluation)
+    cfg = compose_config(*STATE_SMOKE_OVERRIDES, "eval.keep_best=true", "eval.every_steps=100")
+    training.train(cfg, tmp_path)
+    evals = [(float(r["return"]), int(r["env_step"])) for r in _rows(tmp_path)
+             if r["kind"] == "eval"]
+    best_return, best_step = max(evals)  # ties: the latest step
+    record = json.loads((tmp_path / "eval.json").read_text())
+    assert record["kept_from"] == {"env_step": best_step, "periodic_eval": best_return}
+    assert record["last_network"]["episodes"] == record["episodes"] == 3
+    saved = load_q_network(tmp_path / "model.keras").get_weights()
+    assert all(np.array_equal(a, b) for a, b in zip(saved, kept[best_step], strict=True))
 
 
 def test_evaluate_script_rejects_a_missing_run_dir_in_one_line(tmp_path):

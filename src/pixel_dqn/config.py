@@ -57,6 +57,10 @@ class PixelEnvConfig(EnvConfig):
     """``diff`` (current - previous), ``diff_current`` (current and diff) or ``stack``."""
     stack: int = 4
     """Patches per observation in ``stack`` mode."""
+    diff_lag: int = 1
+    """Env steps between the two patches a diff subtracts (``diff`` and ``diff_current``): the
+    observation carries the last ``diff_lag + 1`` patches and the diff is the newest minus the
+    oldest, so slow motion shows ``diff_lag`` times larger."""
 
 
 @dataclass
@@ -189,6 +193,10 @@ class EvalConfig:
     """Episodes per periodic evaluation."""
     final_episodes: int = 100
     """Episodes of the final evaluation written to eval.json."""
+    keep_best: bool = False
+    """Keep the evaluated network's weights of the best periodic evaluation (the latest of
+    ties): the final evaluation and ``model.keras`` use them, and eval.json also reports the
+    last network's final evaluation (``last_network``) on the same episodes' seeds."""
 
 
 @dataclass

@@ -72,6 +72,8 @@ class LoopState:
     recent_returns: deque = field(default_factory=lambda: deque(maxlen=20))
     last: dict = field(default_factory=dict)  # the latest training metrics (loss, ...)
     last_eval: str = "-"
+    # eval.keep_best: (mean return, env step, evaluated network's weights) of the best eval
+    best: tuple[float, int, list] | None = None
     phase_seconds: dict = field(default_factory=dict)
 
 
@@ -162,6 +164,8 @@ class Run:
             "return_max": summary["max"],
         })
         s.last_eval = f"{summary['mean']:.1f}"
+        if self.cfg.eval.keep_best and (s.best is None or summary["mean"] >= s.best[0]):
+            s.best = (summary["mean"], s.step, self.network().get_weights())
 
     def write_episode(self, episode_return: float, length: int, **columns: Any) -> None:
         """A ``train`` row for an episode that just ended."""

@@ -76,12 +76,25 @@ def train(
         if cfg.checkpoint.enabled and run.saved_step != run.state.step:
             run.save_checkpoint()  # the end of training (unless resumed from it)
         final = run.evaluate(cfg.eval.final_episodes, index=-1)
+        last_network = None
+        if cfg.eval.keep_best and run.state.best is not None:
+            last_network = final
+            run.network().set_weights(run.state.best[2])
+            final = run.evaluate(cfg.eval.final_episodes, index=-1)
     finally:
         run.progress.close()
         run.writer.close()
         run.envs.close()
     run.network().save(run_dir / MODEL_FILE)
-    (run_dir / EVAL_FILE).write_text(json.dumps(final.to_dict(), indent=2) + "\n")
+    record = final.to_dict()
+    if last_network is not None:
+        record["last_network"] = last_network.summary()
+        best_eval, best_step, _ = run.state.best
+        record["kept_from"] = {"env_step": best_step, "periodic_eval": best_eval}
+        print(f"the last network's final eval: {_format_eval(last_network.summary())}; "
+              f"below: the network kept at env step {best_step} (periodic eval {best_eval:.1f})",
+              flush=True)
+    (run_dir / EVAL_FILE).write_text(json.dumps(record, indent=2) + "\n")
     (run_dir / TIMING_FILE).write_text(json.dumps(timing, indent=2) + "\n")
     print(f"final greedy eval over {cfg.eval.final_episodes} episodes: "
           f"{_format_eval(final.summary())} -> {run_dir}", flush=True)

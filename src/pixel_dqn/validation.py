@@ -77,6 +77,7 @@ def _validate_env(env: DictConfig) -> None:
     size = list(env.size)
     _require(len(size) == 2 and min(size) > 0, "env.size", size, "[height, width], positive")
     _require(env.stack >= 1, "env.stack", env.stack, ">= 1")
+    _require(env.diff_lag >= 1, "env.diff_lag", env.diff_lag, ">= 1")
 
 
 def _validate_checkpoint(checkpoint: DictConfig, env: DictConfig) -> None:

@@ -67,6 +67,7 @@ def make_single_pixel_env(
     renderer: str | PatchRenderer = "fast",
     obs_mode: str = "diff",
     stack: int = 4,
+    diff_lag: int = 1,
     **crop_kwargs,
 ) -> gym.Env:
     """One CartPole whose observations are uint8 patches around the cart (see PixelObservation).
@@ -77,7 +78,7 @@ def make_single_pixel_env(
     patches = make_patch_renderer(renderer, **crop_kwargs) if isinstance(renderer, str) else (
         renderer)
     env = make_single_env(id, max_episode_steps, render_mode="rgb_array")
-    return PixelObservation(env, patches, frames_for(obs_mode, stack))
+    return PixelObservation(env, patches, frames_for(obs_mode, stack, diff_lag))
 
 
 def vectorize(factory: Callable[[], gym.Env], num_envs: int, mode: str) -> gym.vector.VectorEnv:
@@ -121,9 +122,10 @@ def make_pixel_env(
     obs_mode: str = "diff",
     stack: int = 4,
     follow: float = 1.0,
+    diff_lag: int = 1,
 ) -> gym.vector.VectorEnv:
     """Pixel CartPole as a vector env, its sub-envs sharing one renderer (one patch memo)."""
     patches = make_patch_renderer(renderer, band, window, size, gray, follow)
     factory = partial(make_single_pixel_env, id=id, max_episode_steps=max_episode_steps,
-                      renderer=patches, obs_mode=obs_mode, stack=stack)
+                      renderer=patches, obs_mode=obs_mode, stack=stack, diff_lag=diff_lag)
     return vectorize(factory, num_envs, vector_mode)

@@ -16,11 +16,12 @@ class PatchRenderer(Protocol):
     def patch(self, env: gym.Env) -> np.ndarray: ...
 
 
-def frames_for(mode: str, stack: int) -> int:
-    """How many consecutive patches an observation of ``mode`` carries."""
+def frames_for(mode: str, stack: int, diff_lag: int = 1) -> int:
+    """How many consecutive patches an observation of ``mode`` carries: ``stack`` for a stack,
+    ``diff_lag + 1`` for the diff modes (the diff subtracts the oldest from the newest)."""
     if mode not in OBS_MODES:
         raise ValueError(f"unknown observation mode {mode!r}; valid: {', '.join(OBS_MODES)}")
-    return stack if mode == "stack" else 2
+    return stack if mode == "stack" else diff_lag + 1
 
 
 class PixelObservation(gym.Wrapper):
@@ -57,7 +58,9 @@ def pixel_state(frames: np.ndarray, mode: str, channels: int = 1) -> np.ndarray:
     """What the network sees, channels last, from observations (..., frames, H, W[, channels]).
 
     ``diff``: current - previous, in [-1, 1]; ``diff_current``: the current patch in [0, 1] and
-    that diff; ``stack``: every patch in [0, 1], oldest first. Works on numpy arrays and tensors.
+    that diff; ``stack``: every patch in [0, 1], oldest first. "previous" is the oldest patch of
+    the observation (``diff_lag`` steps back; the middle ones are unused). Works on numpy arrays
+    and tensors.
     """
     import keras
 
@@ -66,14 +69,14 @@ def pixel_state(frames: np.ndarray, mode: str, channels: int = 1) -> np.ndarray:
         raise ValueError(f"unknown observation mode {mode!r}; valid: {', '.join(OBS_MODES)}")
     if mode == "diff" and channels == 1:
         # the default, on the hot path: no transpose (a frame is already channels-last)
-        diff = ops.cast(frames[..., -1, :, :], "float32") - ops.cast(frames[..., -2, :, :],
+        diff = ops.cast(frames[..., -1, :, :], "float32") - ops.cast(frames[..., 0, :, :],
                                                                      "float32")
         return ops.expand_dims(diff * (1.0 / 255.0), -1)
     x = ops.cast(frames, "float32") * (1.0 / 255.0)
     if channels == 1:
         x = ops.expand_dims(x, -1)  # (..., frames, H, W, 1)
     if mode != "stack":
-        current, previous = x[..., -1:, :, :, :], x[..., -2:-1, :, :, :]
+        current, previous = x[..., -1:, :, :, :], x[..., :1, :, :, :]
         x = current - previous if mode == "diff" else ops.concatenate(
             [current, current - previous], axis=-4)
     # (..., frames, H, W, C) -> (..., H, W, frames * C): frames become channels, oldest first
