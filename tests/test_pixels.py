@@ -2,7 +2,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from pixel_dqn.envs import make_single_pixel_env
+from pixel_dqn.envs import make_pixel_env, make_single_pixel_env
 from pixel_dqn.envs.pixels import frames_for, pixel_state
 
 
@@ -118,8 +118,6 @@ def test_unknown_mode_is_rejected_with_the_valid_ones():
 
 
 def test_pixel_vector_env_autoresets_on_the_next_step():
-    from pixel_dqn.envs import make_pixel_env
-
     envs = make_pixel_env(num_envs=2, max_episode_steps=5)
     obs, _ = envs.reset(seed=[0, 1])
     for _ in range(5):
@@ -168,3 +166,23 @@ def test_the_env_benchmark_writes_its_table(tmp_path):
             "vector env: 2 x fast diff, async"} <= set(stages)
     assert all(row["us_per_env_step"] > 0 for row in record["rows"])
     assert "x raw physics" in (tmp_path / "pixel_env.md").read_text()
+
+
+def test_a_track_view_is_stacked_under_the_patch_and_shows_where_the_cart_is():
+    from pixel_dqn.envs.factory import make_patch_renderer
+
+    envs = make_pixel_env(num_envs=1, follow=1.0, track_rows=10, obs_mode="diff_current")
+    assert envs.single_observation_space.shape == (2, 50, 90)
+    obs, _ = envs.reset(seed=0)
+    patch = make_patch_renderer("fast", window=0.6, follow=1.0)
+    track = make_patch_renderer("fast", window=1.0, size=(10, 90), follow=0.0)
+    cartpole = envs.envs[0].unwrapped
+    cart_columns = []
+    for _ in range(25):  # push right: the cart moves right on the track view, not in the patch
+        obs, *_ = envs.step(np.array([1]))
+        state = np.array(cartpole.state)
+        np.testing.assert_array_equal(obs[0, -1, :40], patch.render(state))
+        np.testing.assert_array_equal(obs[0, -1, 40:], track.render(state))
+        cart_columns.append(np.argmin(obs[0, -1, 40:].min(axis=0)))  # the cart is black
+    assert cart_columns[-1] > cart_columns[0]
+    envs.close()

@@ -57,6 +57,10 @@ class PixelEnvConfig(EnvConfig):
     """``diff`` (current - previous), ``diff_current`` (current and diff) or ``stack``."""
     stack: int = 4
     """Patches per observation in ``stack`` mode."""
+    track_rows: int = 0
+    """Rows of a coarse view of the whole track (the same band, fixed on the screen, as wide as
+    the patch) stacked under the patch around the cart, so the cart's position on the track
+    shows while the patch keeps the pole's detail; 0: no track view."""
     diff_lag: int = 1
     """Env steps between the two patches a diff subtracts (``diff`` and ``diff_current``): the
     observation carries the last ``diff_lag + 1`` patches and the diff is the newest minus the

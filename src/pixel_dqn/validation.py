@@ -78,6 +78,7 @@ def _validate_env(env: DictConfig) -> None:
     _require(len(size) == 2 and min(size) > 0, "env.size", size, "[height, width], positive")
     _require(env.stack >= 1, "env.stack", env.stack, ">= 1")
     _require(env.diff_lag >= 1, "env.diff_lag", env.diff_lag, ">= 1")
+    _require(env.track_rows >= 0, "env.track_rows", env.track_rows, ">= 0 (0: no track view)")
 
 
 def _validate_checkpoint(checkpoint: DictConfig, env: DictConfig) -> None:

@@ -9,7 +9,12 @@ from functools import partial
 import gymnasium as gym
 
 from pixel_dqn.envs.pixels import PatchRenderer, PixelObservation, frames_for
-from pixel_dqn.envs.screen import CropWindow, FastPatchRenderer, PygamePatchRenderer
+from pixel_dqn.envs.screen import (
+    CropWindow,
+    FastPatchRenderer,
+    PygamePatchRenderer,
+    StackedPatchRenderer,
+)
 
 VECTOR_MODES = ("sync", "async")
 RENDERERS = ("fast", "pygame")
@@ -123,9 +128,17 @@ def make_pixel_env(
     stack: int = 4,
     follow: float = 1.0,
     diff_lag: int = 1,
+    track_rows: int = 0,
 ) -> gym.vector.VectorEnv:
-    """Pixel CartPole as a vector env, its sub-envs sharing one renderer (one patch memo)."""
+    """Pixel CartPole as a vector env, its sub-envs sharing one renderer (one patch memo).
+
+    With ``track_rows`` a coarse view of the whole track (the same band, ``track_rows`` high,
+    as wide as the patch, fixed on the screen) is stacked under the patch around the cart.
+    """
     patches = make_patch_renderer(renderer, band, window, size, gray, follow)
+    if track_rows:
+        track = make_patch_renderer(renderer, band, 1.0, (track_rows, size[1]), gray, 0.0)
+        patches = StackedPatchRenderer([patches, track])
     factory = partial(make_single_pixel_env, id=id, max_episode_steps=max_episode_steps,
                       renderer=patches, obs_mode=obs_mode, stack=stack, diff_lag=diff_lag)
     return vectorize(factory, num_envs, vector_mode)

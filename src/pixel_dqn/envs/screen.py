@@ -201,6 +201,21 @@ class FastPatchRenderer:
         return cv2.resize(canvas, size, interpolation=cv2.INTER_AREA)
 
 
+class StackedPatchRenderer:
+    """The patches of several renderers of the same width, stacked top to bottom: e.g. the
+    cart's patch above a coarse view of the whole track (``env.track_rows``)."""
+
+    def __init__(self, renderers: list) -> None:
+        widths = {renderer.shape[1:] for renderer in renderers}
+        if len(widths) != 1:
+            raise ValueError(f"stacked patches need one width (and colour depth), not {widths}")
+        self._renderers = renderers
+        self.shape = (sum(renderer.shape[0] for renderer in renderers), *widths.pop())
+
+    def patch(self, env: gym.Env) -> np.ndarray:
+        return np.concatenate([renderer.patch(env) for renderer in self._renderers], axis=0)
+
+
 class PygamePatchRenderer:
     """gymnasium's own ``render()`` (the full 600x400 frame), then the crop and resize."""
 
