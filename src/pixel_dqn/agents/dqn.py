@@ -74,6 +74,8 @@ class DQNAgent:
         self._greedy_eval = greedy_policy(self.evaluation_network)
         self._fused_update = tf.function(self._fused_update_graph, jit_compile=hparams.jit_compile)
         self._sync = tf.function(self._sync_graph)
+        self._weights_sum = tf.function(
+            lambda: tf.add_n([tf.reduce_sum(v) for v in self.online.trainable_variables]))
         self._tau = tf.constant(hparams.tau, tf.float32)
 
     @property
@@ -117,6 +119,14 @@ class DQNAgent:
             tf.constant(sync_target),
         )
         return {"loss": float(loss), "mean_q": float(mean_q)}, td_errors.numpy()
+
+    def weights_sum(self) -> float:
+        """The sum of the online network's weights: NaN or infinite iff a weight is.
+
+        The loss alone does not show a poisoned weight: oneDNN's fused kernels map a NaN through
+        ReLU to 0, so a layer of NaN weights can train on silently as a dead layer.
+        """
+        return float(self._weights_sum())
 
     def sync_target(self) -> None:
         """``target <- tau * online + (1 - tau) * target``; tau 1 is a hard copy."""

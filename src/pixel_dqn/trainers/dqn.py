@@ -143,7 +143,7 @@ class DQNRun(Run):
                 s.since_sync = 0 if sync else s.since_sync
                 with timer.phase("train_step"):
                     s.last, td_errors = agent.update(batches, sync_target=sync)
-                self.check_finite(s.last, td_errors)
+                self.check_finite({**s.last, "weights_sum": agent.weights_sum()}, td_errors)
                 with timer.phase("replay_sample"):
                     buffer.update_priorities(batches.indices, td_errors)
             self.evaluate_if_due()
