@@ -17,7 +17,8 @@ import pixel_dqn.training as training
 from pixel_dqn.agents.dqn import DQNAgent
 from pixel_dqn.checkpoint import CheckpointStore
 from pixel_dqn.reproducibility import run_differences
-from pixel_dqn.run import Run, StopSignals, TrainingInterrupted
+from pixel_dqn.run import Run, TrainingInterrupted
+from pixel_dqn.stop_signals import StopSignals
 
 # long enough (a few seconds of training) to be killed in the middle, checkpointing often
 STATE_RUN = (*STATE, "total_steps=3000", "model.hidden_sizes=[32]", "trainer.learning_starts=500",

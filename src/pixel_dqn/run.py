@@ -1,4 +1,4 @@
-"""What every trainer's run shares: seeds, loop state, evaluation rows, checkpoints, signals.
+"""What every trainer's run shares: seeds, loop state, evaluation rows, checkpoints.
 
 A trainer subclasses ``Run`` and writes its ``loop``; checkpointing (periodic, at the end and on
 SIGTERM/SIGINT), restoring, evaluation and the non-finite guard are here, once.
@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 import random
 import signal
-import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -25,6 +24,7 @@ from pixel_dqn.checkpoint import Checkpoint, CheckpointStore
 from pixel_dqn.envs.snapshot import restore_envs, snapshot_envs
 from pixel_dqn.evaluation import EvalResult, Policy, run_episodes
 from pixel_dqn.metrics import MetricsWriter, Progress
+from pixel_dqn.stop_signals import StopSignals
 from pixel_dqn.timing import PhaseTimer
 
 
@@ -253,53 +253,3 @@ class Run:
         self.timer.seconds.update(self.state.phase_seconds)
         self.saved_step = checkpoint.step
         return state["metrics"]
-
-
-class StopSignals:
-    """Turns SIGTERM and SIGINT into a request to checkpoint and stop at the end of the step.
-
-    SIGUSR2 is submitit's preemption and time-limit signal: when a launcher handles it (the
-    submitit launchers, local or SLURM), the run checkpoints at the end of the step first and
-    then hands the signal on to that handler, which requeues the job; the requeued job resumes
-    from this checkpoint. A second signal while one is pending stops at once
-    (KeyboardInterrupt). Outside the main thread (where handlers cannot be installed) signals
-    keep their default behaviour.
-    """
-
-    SIGNALS = (signal.SIGTERM, signal.SIGINT)
-    LAUNCHER_SIGNALS = (signal.SIGUSR2,)
-
-    def __init__(self) -> None:
-        self.signum: int | None = None
-        self._previous: dict[int, object] = {}
-
-    def __enter__(self) -> StopSignals:
-        if threading.current_thread() is threading.main_thread():
-            for signum in self.SIGNALS:
-                self._previous[signum] = signal.signal(signum, self._handle)
-            for signum in self.LAUNCHER_SIGNALS:
-                if callable(signal.getsignal(signum)):
-                    self._previous[signum] = signal.signal(signum, self._handle)
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
-
-    def hand_on(self, step: int) -> None:
-        """Give a pending launcher signal to the launcher's handler (it may exit)."""
-        if self.signum in self.LAUNCHER_SIGNALS:
-            print(f"{signal.Signals(self.signum).name} handed on to the launcher at env step "
-                  f"{step}", flush=True)
-            handler = self._previous[self.signum]
-            signal.signal(self.signum, handler)
-            handler(self.signum, None)
-
-    def _handle(self, signum: int, frame: object) -> None:
-        if self.signum is not None:
-            raise KeyboardInterrupt
-        self.signum = signum
-        then = ("then the launcher requeues the job" if signum in self.LAUNCHER_SIGNALS else
-                "send it again to stop at once")
-        print(f"\n{signal.Signals(signum).name} received: checkpointing at the end of this step "
-              f"({then})", flush=True)

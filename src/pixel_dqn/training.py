@@ -21,8 +21,9 @@ from pixel_dqn.config import DQNConfig, flatten_config
 from pixel_dqn.envs.display import VirtualDisplay
 from pixel_dqn.evaluation import EVAL_FILE, MODEL_FILE, RUN_CONFIG_FILE, EvalResult
 from pixel_dqn.metrics import MetricsWriter, Progress
-from pixel_dqn.run import NonFiniteError, Run, RunSeeds, StopSignals, TrainingInterrupted
+from pixel_dqn.run import NonFiniteError, Run, RunSeeds, TrainingInterrupted
 from pixel_dqn.runtime import configure_threads
+from pixel_dqn.stop_signals import StopSignals
 from pixel_dqn.validation import ConfigError, validate
 
 __all__ = ["CHECKPOINT_DIR", "NonFiniteError", "TrainingInterrupted", "build_run", "train"]

@@ -12,8 +12,9 @@ from pixel_dqn.agents.dqn import DQNAgent
 from pixel_dqn.augmentation import random_shift
 from pixel_dqn.config import DQNConfig, PixelEnvConfig
 from pixel_dqn.replay import Batch, ReplayBuffer
-from pixel_dqn.run import LoopState, Run, StopSignals
+from pixel_dqn.run import LoopState, Run
 from pixel_dqn.schedules import LinearSchedule
+from pixel_dqn.stop_signals import StopSignals
 
 
 @dataclass

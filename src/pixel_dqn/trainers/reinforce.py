@@ -10,7 +10,8 @@ import numpy as np
 
 from pixel_dqn.agents.reinforce import ReinforceAgent, discount_and_normalize_rewards
 from pixel_dqn.config import ReinforceConfig
-from pixel_dqn.run import LoopState, Run, StopSignals
+from pixel_dqn.run import LoopState, Run
+from pixel_dqn.stop_signals import StopSignals
 from pixel_dqn.validation import ConfigError
 
 
