@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -23,6 +22,7 @@ import yaml
 
 from pixel_dqn.benchmarking import invocation, machine_description, today, write_benchmark
 from pixel_dqn.report import find_jobs
+from pixel_dqn.run_directory import train_command
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKLOADS = {
@@ -40,7 +40,7 @@ def run_sweep(workload: str, launcher: str) -> dict:
     overrides = [*WORKLOADS[workload], *LAUNCHERS[launcher], f"hydra.sweep.dir={sweep_dir}",
                  "progress_interval_s=60", "checkpoint.enabled=false",
                  "threads.intra_op=0"]  # basic: all cores for the one job; joblib: its share
-    command = [sys.executable, str(ROOT / "scripts" / "train.py"), "-m", *overrides]
+    command = train_command(*overrides, multirun=True)
     start = time.perf_counter()
     subprocess.run(command, check=True, cwd=ROOT)
     wall = time.perf_counter() - start

@@ -14,39 +14,34 @@ machine, the command and the date next to the figures; run directories go to
 from __future__ import annotations
 
 import argparse
-import csv
-import json
 import shutil
 import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
+from pixel_dqn import run_directory as run_files
 from pixel_dqn.benchmarking import invocation, machine_description, today, write_benchmark
 
 ROOT = Path(__file__).resolve().parents[1]
-SOLVED = 475.0
 
 
 def run_seed(name: str, seed: int, overrides: list[str], tail: int) -> dict:
     run_dir = ROOT / "outputs" / "benchmarks" / name / f"seed{seed}"
     shutil.rmtree(run_dir, ignore_errors=True)  # train from scratch: a run dir would resume
-    command = [sys.executable, str(ROOT / "scripts" / "train.py"), *overrides, f"seed={seed}",
-               f"hydra.run.dir={run_dir}", "progress_interval_s=60"]
+    command = run_files.train_command(*overrides, f"seed={seed}", "progress_interval_s=60",
+                            run_dir=run_dir)
     start = time.perf_counter()
     subprocess.run(command, check=True, cwd=ROOT)
     wall = time.perf_counter() - start
-    final = json.loads((run_dir / "eval.json").read_text())
-    timing = json.loads((run_dir / "timing.json").read_text())
-    with open(run_dir / "metrics.csv", newline="") as f:
-        rows = list(csv.DictReader(f))
-    evals = [r for r in rows if r["kind"] == "eval"]
+    final = run_files.read_json(run_dir, run_files.EVAL_FILE)
+    timing = run_files.read_json(run_dir, run_files.TIMING_FILE)
+    rows = run_files.read_metrics(run_dir)
     train_returns = [float(r["return"]) for r in rows if r["kind"] == "train"]
-    first_solved = next((int(r["env_step"]) for r in evals if float(r["return"]) >= SOLVED), None)
-    if first_solved is None and final["mean"] >= SOLVED:
+    first_solved = run_files.first_solved_step(run_files.eval_curve(rows))
+    if first_solved is None and final["mean"] >= run_files.SOLVED:
         first_solved = timing["env_steps"]  # only the final evaluation reached it
     return {
         "seed": seed,
@@ -70,7 +65,7 @@ def run_seed(name: str, seed: int, overrides: list[str], tail: int) -> dict:
 
 def to_markdown(name: str, command: str, machine: str, date: str, results: list[dict],
                 train_target: float | None = None, parallel: int = 1) -> str:
-    solved = sum(r["final_eval_mean"] >= SOLVED for r in results)
+    solved = sum(r["final_eval_mean"] >= run_files.SOLVED for r in results)
     tail = results[0]["train_tail_episodes"]
     target_line = [] if train_target is None else [
         f"- seeds whose last {tail} training episodes average >= {train_target:g}: **"
@@ -84,7 +79,8 @@ def to_markdown(name: str, command: str, machine: str, date: str, results: list[
         f"- date: {date}",
         "- runs: one after another" if parallel == 1 else
         f"- runs: {parallel} side by side (env steps/s is that of a run sharing the machine)",
-        f"- seeds with final greedy eval mean >= {SOLVED:.0f}: **{solved} of {len(results)}**",
+        f"- seeds with final greedy eval mean >= {run_files.SOLVED:.0f}: "
+        f"**{solved} of {len(results)}**",
         *target_line,
         *keep_best_lines(results),
         "",
@@ -125,12 +121,12 @@ def keep_best_lines(results: list[dict]) -> list[str]:
     """With ``eval.keep_best``: how the last networks did, and where each kept one came from."""
     if any(r.get("last_network_eval_mean") is None for r in results):
         return []
-    solved = sum(r["last_network_eval_mean"] >= SOLVED for r in results)
+    solved = sum(r["last_network_eval_mean"] >= run_files.SOLVED for r in results)
     per_seed = ", ".join(f"seed {r['seed']}: {r['last_network_eval_mean']:.1f} (kept: env step "
                          f"{r['kept_from_env_step']})" for r in results)
     return [f"- eval.keep_best: the final evaluation above is the network of the best periodic "
             f"evaluation's; the last network's final greedy eval (same episodes' seeds) >= "
-            f"{SOLVED:.0f}: **{solved} of {len(results)}** ({per_seed})"]
+            f"{run_files.SOLVED:.0f}: **{solved} of {len(results)}** ({per_seed})"]
 
 
 def main() -> None:

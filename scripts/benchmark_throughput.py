@@ -16,14 +16,13 @@ shows beside the main figure (``--no-variants`` skips them). Writes ``benchmarks
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 from pixel_dqn.benchmarking import invocation, machine_description, today, write_benchmark
+from pixel_dqn.run_directory import TIMING_FILE, read_json, train_command
 from pixel_dqn.runtime import ONEDNN_VARIABLE
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -87,11 +86,10 @@ def main() -> None:
 def timed_run(run_dir: Path, steps: int, overrides: list[str], environment: dict) -> dict:
     """Train ``steps`` env steps from scratch in ``run_dir``; return its ``timing.json``."""
     shutil.rmtree(run_dir, ignore_errors=True)  # train from scratch: a run dir would resume
-    command = [sys.executable, str(ROOT / "scripts" / "train.py"), *overrides,
-               f"total_steps={steps}", f"eval.every_steps={steps + 1}",
-               "eval.final_episodes=1", f"hydra.run.dir={run_dir}", "progress_interval_s=60"]
+    command = train_command(*overrides, f"total_steps={steps}", f"eval.every_steps={steps + 1}",
+                            "eval.final_episodes=1", "progress_interval_s=60", run_dir=run_dir)
     subprocess.run(command, check=True, cwd=ROOT, env={**os.environ, **environment})
-    return json.loads((run_dir / "timing.json").read_text())
+    return read_json(run_dir, TIMING_FILE)
 
 
 def to_markdown(record: dict) -> str:

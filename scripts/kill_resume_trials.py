@@ -19,7 +19,6 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -27,6 +26,7 @@ import numpy as np
 
 from pixel_dqn.benchmarking import invocation, machine_description, today, write_benchmark
 from pixel_dqn.reproducibility import run_differences
+from pixel_dqn.run_directory import train_command
 
 ROOT = Path(__file__).resolve().parents[1]
 SHORT_PIXEL_RUN = (
@@ -39,8 +39,7 @@ RESUMED = re.compile(r"resuming from .* \(env step (\d+)\)")
 
 
 def command(run_dir: Path, overrides: list[str]) -> list[str]:
-    return [sys.executable, str(ROOT / "scripts" / "train.py"), *overrides,
-            f"hydra.run.dir={run_dir}"]
+    return train_command(*overrides, run_dir=run_dir)
 
 
 def run_to_completion(run_dir: Path, overrides: list[str]) -> tuple[float, float | None, str]:

@@ -48,7 +48,7 @@ def main(cfg: DictConfig) -> float:
 
 
 def _train(cfg: DictConfig, run_dir: Path) -> float:
-    from pixel_dqn.training import NonFiniteError, TrainingInterrupted, train
+    from pixel_dqn.training import NonFiniteError, RunWriteError, TrainingInterrupted, train
 
     try:
         return train(cfg, run_dir).mean
@@ -58,6 +58,9 @@ def _train(cfg: DictConfig, run_dir: Path) -> float:
     except NonFiniteError as error:
         print(f"error: {error}", file=sys.stderr, flush=True)
         raise ReportedExit(3) from None
+    except RunWriteError as error:
+        print(f"error: {error}", file=sys.stderr, flush=True)
+        raise ReportedExit(4) from None
 
 
 def share_cores_between_parallel_jobs(cfg: DictConfig, launcher: DictConfig) -> None:

@@ -18,10 +18,10 @@ import sys
 from pathlib import Path
 
 from pixel_dqn.cli import UserError, exit_on_user_error
+from pixel_dqn.run_directory import TRAIN_SCRIPT
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF_DIR = ROOT / "conf"
-TRAIN_SCRIPT = ROOT / "scripts" / "train.py"
 
 
 def main(argv: list[str]) -> int:

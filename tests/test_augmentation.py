@@ -63,6 +63,7 @@ def _offset(raw, shifted, pad):
                  if np.array_equal(padded[:, dy:dy + height, dx:dx + width], shifted)), None)
 
 
+@pytest.mark.slow
 def test_the_dqn_loop_shifts_obs_and_next_obs_independently(compose_config, tmp_path,
                                                             monkeypatch):
     sampled, trained = [], []
@@ -106,6 +107,7 @@ def test_bad_augment_pad_is_one_line_naming_the_key(compose_config, overrides, k
         validate(compose_config(*overrides))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("burst", "expected"), [(True, 100), (False, 72)])
 def test_the_start_up_burst_switch_sets_how_many_gradient_steps_a_run_takes(
         compose_config, tmp_path, monkeypatch, burst, expected):

@@ -1,14 +1,14 @@
 import subprocess
-import sys
 
 import pytest
-from conftest import CONF_DIR, ROOT, STATE
+from conftest import CONF_DIR, STATE
 from hydra.errors import ConfigCompositionException
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from omegaconf.errors import ValidationError
 
 from pixel_dqn.config import DQNConfig, ReinforceConfig
+from pixel_dqn.run_directory import train_command
 from pixel_dqn.validation import ConfigError, validate
 
 GROUPS = ("env", "model", "trainer")
@@ -139,8 +139,8 @@ def test_a_model_that_does_not_fit_the_env_is_rejected(compose_config, overrides
 def test_train_rejects_bad_configs_before_training_in_one_line(tmp_path, overrides, named):
     run_dir = () if any(o.startswith("hydra.run.dir") for o in overrides) else (
         f"hydra.run.dir={tmp_path / 'run'}",)
-    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "train.py"), *overrides,
-                           *run_dir], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run([*train_command(*overrides), *run_dir], capture_output=True, text=True,
+                          timeout=300)
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and named in lines[0]
@@ -148,9 +148,8 @@ def test_train_rejects_bad_configs_before_training_in_one_line(tmp_path, overrid
 
 
 def test_an_unknown_option_gets_hydras_readable_error(tmp_path):
-    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "train.py"), "env=atari",
-                           f"hydra.run.dir={tmp_path}"], capture_output=True, text=True,
-                          timeout=300)
+    proc = subprocess.run(train_command("env=atari", run_dir=tmp_path), capture_output=True,
+                          text=True, timeout=300)
     assert proc.returncode == 1
     assert "Could not find 'env/atari'" in proc.stderr and "cartpole_pixels" in proc.stderr
     assert "Traceback" not in proc.stderr

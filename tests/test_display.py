@@ -1,19 +1,18 @@
 import os
 import shutil
 import subprocess
-import sys
 
 import pytest
-from conftest import ROOT
 
 from pixel_dqn.envs.display import DisplayError, VirtualDisplay
+from pixel_dqn.run_directory import train_command
 
 
+@pytest.mark.slow
 def test_missing_xvfb_fails_in_one_line_naming_the_package(tmp_path):
     env = {**os.environ, "PATH": str(tmp_path)}  # an empty PATH: no Xvfb anywhere
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "train.py"), "display.virtual=true",
-         f"hydra.run.dir={tmp_path / 'run'}"],
+        train_command("display.virtual=true", run_dir=tmp_path / "run"),
         capture_output=True, text=True, env=env, timeout=300,
     )
     assert proc.returncode == 2
@@ -30,6 +29,7 @@ def test_missing_xvfb_raises_display_error(monkeypatch):
 
 @pytest.mark.skipif(shutil.which("Xvfb") is None and not os.environ.get("CI"),
                     reason="Xvfb is not installed (.ci/run installs it; CI never skips this)")
+@pytest.mark.slow
 def test_a_real_virtual_display_starts_and_stops(monkeypatch):
     monkeypatch.delenv("DISPLAY", raising=False)
     display = VirtualDisplay(size=(320, 240))

@@ -16,6 +16,7 @@ import yaml
 from conftest import ROOT
 
 from pixel_dqn.report import find_jobs, iqm, iqm_ci, summarise
+from pixel_dqn.run_directory import train_command
 from pixel_dqn.training import CHECKPOINT_DIR
 from pixel_dqn.validation import validate
 
@@ -48,8 +49,7 @@ def test_every_preset_composes_each_of_its_arms(compose_config, preset):
 
 
 def _multirun(tmp_path, *overrides, check=True):
-    command = [sys.executable, str(ROOT / "scripts" / "train.py"), "-m", *TINY, *overrides,
-               f"hydra.sweep.dir={tmp_path}"]
+    command = train_command(*TINY, *overrides, f"hydra.sweep.dir={tmp_path}", multirun=True)
     return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=900,
                           check=check)
 
@@ -61,6 +61,7 @@ def _report(multirun_dir):
         return {row["arm"]: row for row in csv.DictReader(f)}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("launcher", ["basic", "joblib"])
 def test_tiny_multirun_and_its_report(tmp_path, launcher):
     # threads.intra_op=0 asks the launcher to share the cores (the default is one thread)
@@ -83,6 +84,7 @@ def test_tiny_multirun_and_its_report(tmp_path, launcher):
         assert threads == {max((os.cpu_count() or 1) // 2, 1)}
 
 
+@pytest.mark.slow
 def test_a_failing_job_does_not_lose_the_others_and_is_listed(tmp_path):
     proc = _multirun(tmp_path, "trainer.gamma=0.9,1.5", check=False)
     assert proc.returncode != 0
@@ -95,6 +97,7 @@ def test_a_failing_job_does_not_lose_the_others_and_is_listed(tmp_path):
         tmp_path / "report.md").read_text()
 
 
+@pytest.mark.slow
 def test_submitit_local_runs_a_sweep(tmp_path):
     _multirun(tmp_path, "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10",
               "seed=0,1")
@@ -115,13 +118,14 @@ def _submitit_tasks(folder):
     return pids
 
 
+@pytest.mark.slow
 def test_submitit_requeues_a_preempted_job_which_resumes_from_its_checkpoint(tmp_path):
     """SIGUSR2 is what submitit sends before a time limit or a preemption: the job checkpoints
     at that step, submitit requeues it, and the requeued job resumes from that checkpoint."""
     overrides = [o for o in TINY if not o.startswith("total_steps=")]
-    command = [sys.executable, str(ROOT / "scripts" / "train.py"), "-m", *overrides,
-               "total_steps=4000", "checkpoint.every_steps=500", "hydra/launcher=submitit_local",
-               "hydra.launcher.timeout_min=10", f"hydra.sweep.dir={tmp_path}"]
+    command = train_command(*overrides, "total_steps=4000", "checkpoint.every_steps=500",
+                            "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10",
+                            f"hydra.sweep.dir={tmp_path}", multirun=True)
     sweep = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              text=True)
     deadline = time.monotonic() + 300

@@ -5,6 +5,7 @@ import shutil
 import subprocess
 import sys
 
+import pytest
 from conftest import ROOT, STATE, STATE_SMOKE_OVERRIDES
 
 from pixel_dqn.training import train
@@ -19,11 +20,13 @@ LEARNING_OVERRIDES = (
 )
 
 
+@pytest.mark.slow
 def test_state_dqn_learns_within_a_small_budget(compose_config, tmp_path):
     result = train(compose_config(*LEARNING_OVERRIDES), tmp_path)
     assert result.mean >= 150, f"final greedy eval mean {result.mean:.1f} < 150"
 
 
+@pytest.mark.slow
 def test_the_learning_benchmark_runs_seeds_side_by_side_like_one_after_another(tmp_path):
     """--parallel 2 gives each seed the result it gets one after another, and says how it ran."""
     tables = {}

@@ -1,7 +1,6 @@
 import json
 import signal
 import subprocess
-import sys
 import time
 from functools import partial
 
@@ -21,6 +20,7 @@ from pixel_dqn.checkpoint import CheckpointStore
 from pixel_dqn.networks import build_cnn, build_mlp
 from pixel_dqn.policies import push_toward_tilt
 from pixel_dqn.reproducibility import run_differences
+from pixel_dqn.run_directory import train_command
 
 REINFORCE = ("env=cartpole_state", "model=policy_mlp", "trainer=reinforce")
 
@@ -85,6 +85,7 @@ def test_heuristic_pushes_toward_the_tilt():
     np.testing.assert_array_equal(push_toward_tilt(states), [0, 1, 0, 1])
 
 
+@pytest.mark.slow
 def test_reinforce_smoke_run_learns_a_little_and_writes_the_run_dir(compose_config, tmp_path):
     cfg = compose_config(*REINFORCE, "trainer.updates=12", "eval.every_steps=1000",
                          "eval.episodes=3", "eval.final_episodes=5")
@@ -98,6 +99,7 @@ def test_reinforce_smoke_run_learns_a_little_and_writes_the_run_dir(compose_conf
     assert (tmp_path / "model.keras").is_file() and any((tmp_path / "tb").iterdir())
 
 
+@pytest.mark.slow
 def test_reinforce_on_pixels_runs(compose_config, tmp_path):
     cfg = compose_config("env=cartpole_pixels", "model=cnn", "trainer=reinforce",
                          "trainer.updates=2", "trainer.episodes_per_update=3",
@@ -108,14 +110,14 @@ def test_reinforce_on_pixels_runs(compose_config, tmp_path):
     assert len(result.returns) == 2 and max(result.lengths) <= 30
 
 
+@pytest.mark.slow
 def test_reinforce_sigterm_then_rerun_ends_identical(tmp_path):
     overrides = (*REINFORCE, "trainer.updates=40", "checkpoint.every_steps=1500",
                  "eval.every_steps=4000", "eval.episodes=3", "eval.final_episodes=5",
                  "progress_interval_s=1000")
 
     def command(run_dir):
-        return [sys.executable, str(ROOT / "scripts" / "train.py"), *overrides,
-                f"hydra.run.dir={run_dir}"]
+        return train_command(*overrides, run_dir=run_dir)
 
     subprocess.run(command(tmp_path / "ref"), cwd=ROOT, check=True, capture_output=True,
                    timeout=600)

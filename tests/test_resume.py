@@ -1,10 +1,10 @@
 """Kill-safety end to end: real processes killed, rerun, and compared with uninterrupted runs."""
 
+import errno
 import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from types import SimpleNamespace
 
@@ -18,6 +18,7 @@ from pixel_dqn.agents.dqn import DQNAgent
 from pixel_dqn.checkpoint import CheckpointStore
 from pixel_dqn.reproducibility import run_differences
 from pixel_dqn.run import Run, TrainingInterrupted
+from pixel_dqn.run_directory import train_command
 from pixel_dqn.stop_signals import StopSignals
 
 # long enough (a few seconds of training) to be killed in the middle, checkpointing often
@@ -28,8 +29,7 @@ STATE_RUN = (*STATE, "total_steps=3000", "model.hidden_sizes=[32]", "trainer.lea
 
 
 def _command(run_dir, overrides=STATE_RUN):
-    return [sys.executable, str(ROOT / "scripts" / "train.py"), *overrides,
-            f"hydra.run.dir={run_dir}"]
+    return train_command(*overrides, run_dir=run_dir)
 
 
 def _run(run_dir, overrides=STATE_RUN):
@@ -66,25 +66,30 @@ def reference(tmp_path_factory):
     return run_dir
 
 
+@pytest.mark.slow
 def test_two_runs_with_the_same_seed_are_identical(reference, tmp_path):
     _run(tmp_path)
     assert run_differences(reference, tmp_path) == []
 
 
+@pytest.mark.slow
 def test_a_run_killed_at_a_random_moment_resumes_identical(reference, tmp_path):
+    """SIGKILL mid-run, at a random env step past the first checkpoint (the helper asserts the
+    run is still going when it lands), then the same command finishes identical."""
     process = subprocess.Popen(_command(tmp_path), cwd=ROOT, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
     _wait_for_checkpoint(tmp_path, process)
-    delay = float(np.random.default_rng().uniform(0.0, 2.0))
-    time.sleep(delay)
-    if process.poll() is None:
-        process.send_signal(signal.SIGKILL)
+    kill_after = int(np.random.default_rng().integers(300, 2500))  # of the run's 3000 steps
+    _wait_for_training_past(tmp_path, process, kill_after)
+    process.send_signal(signal.SIGKILL)
     process.wait()
+    assert process.returncode == -signal.SIGKILL  # killed, not finished
     out = _run(tmp_path).stdout
-    assert "resuming from" in out, f"killed {delay:.2f} s after the first checkpoint"
-    assert run_differences(reference, tmp_path) == [], f"killed {delay:.2f} s after it"
+    assert "resuming from" in out, f"killed past env step {kill_after}"
+    assert run_differences(reference, tmp_path) == [], f"killed past env step {kill_after}"
 
 
+@pytest.mark.slow
 def test_sigterm_checkpoints_and_exits_then_the_rerun_finishes_identical(reference, tmp_path):
     process = subprocess.Popen(_command(tmp_path), cwd=ROOT, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
@@ -105,6 +110,7 @@ def test_sigterm_checkpoints_and_exits_then_the_rerun_finishes_identical(referen
     assert run_differences(reference, tmp_path) == []
 
 
+@pytest.mark.slow
 def test_a_finished_run_rerun_only_evaluates_again(reference, tmp_path):
     _run(tmp_path)
     rows = (tmp_path / "metrics.csv").read_text()
@@ -116,6 +122,7 @@ def test_a_finished_run_rerun_only_evaluates_again(reference, tmp_path):
         (reference / "eval.json").read_text())["returns"]
 
 
+@pytest.mark.slow
 def test_resuming_with_a_different_config_is_refused_in_one_line(tmp_path):
     _run(tmp_path, (*STATE_RUN, "total_steps=600"))
     proc = subprocess.run(_command(tmp_path, (*STATE_RUN, "total_steps=600", "trainer.gamma=0.9")),
@@ -125,6 +132,7 @@ def test_resuming_with_a_different_config_is_refused_in_one_line(tmp_path):
     assert len(errors) == 1 and "trainer.gamma=0.9" in errors[0]
 
 
+@pytest.mark.slow
 def test_pixel_runs_are_deterministic_and_resume_identical(tmp_path):
     overrides = (*PIXEL_SMOKE_OVERRIDES, "checkpoint.every_steps=150", "progress_interval_s=1000")
     _run(tmp_path / "a", overrides)
@@ -137,6 +145,7 @@ def test_pixel_runs_are_deterministic_and_resume_identical(tmp_path):
     assert run_differences(tmp_path / "a", tmp_path / "b") == []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("jit_compile", [False, True])
 def test_a_nan_stops_training_naming_the_step_and_keeps_the_last_good_checkpoint(
     compose_config, tmp_path, monkeypatch, jit_compile
@@ -167,6 +176,46 @@ def test_a_nan_stops_training_naming_the_step_and_keeps_the_last_good_checkpoint
     assert len(kept) == 1 and 600 <= int(kept[0].name.removeprefix("step-")) < step
     assert str(kept[0]) in message
     assert not (tmp_path / "model.keras").exists()
+
+
+@pytest.mark.slow
+def test_a_full_disk_stops_training_in_one_line_and_the_same_command_resumes(
+    compose_config, tmp_path, monkeypatch
+):
+    """"No space left on device" while writing the third checkpoint: the run stops naming the
+    directory, the step and the last complete checkpoint, leaves no partial checkpoint, and
+    the same config in the same directory resumes from it and finishes."""
+    import pixel_dqn.checkpoint as checkpoint_module
+
+    real_savez = checkpoint_module.np.savez
+    calls = {"n": 0}
+
+    def savez_until_the_disk_is_full(file, **arrays):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            file.write(b"partial")
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_savez(file, **arrays)
+
+    monkeypatch.setattr(checkpoint_module.np, "savez", savez_until_the_disk_is_full)
+    overrides = (*STATE_RUN, "total_steps=1500", "checkpoint.every_steps=400")
+    with pytest.raises(training.RunWriteError) as info:
+        training.train(compose_config(*overrides), tmp_path)
+    message = str(info.value)
+    assert "\n" not in message and str(tmp_path) in message
+    assert "No space left on device" in message
+    step = int(message.split("at env step ")[1].split(" ")[0])
+    assert 1200 <= step < 1300
+    store = CheckpointStore(tmp_path / training.CHECKPOINT_DIR)
+    kept = store.paths()
+    assert [int(p.name.removeprefix("step-")) // 400 for p in kept] == [1, 2]
+    assert str(kept[-1]) in message
+    assert sorted(p.name for p in store.directory.iterdir()) == [p.name for p in kept]
+    assert store.load_latest().path == kept[-1]  # the complete ones still verify
+
+    monkeypatch.setattr(checkpoint_module.np, "savez", real_savez)  # space freed
+    final = training.train(compose_config(*overrides), tmp_path)
+    assert final.mean > 0 and (tmp_path / "eval.json").is_file()
 
 
 def _loop_without_checkpoints(step):

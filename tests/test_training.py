@@ -128,6 +128,7 @@ def test_truncated_steps_are_stored_as_bootstrapping(compose_config, tmp_path, m
     assert {tuple(obs) for obs in batch.obs} & set(starts)  # episodes do begin at resets
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("renderer", ["fast", "pygame"])
 def test_pixel_smoke_run_trains_a_cnn_headless_and_evaluates(compose_config, tmp_path, renderer,
                                                              monkeypatch):

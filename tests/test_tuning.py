@@ -15,6 +15,8 @@ import yaml
 from conftest import CONF_DIR, ROOT, STATE
 from optuna.trial import TrialState
 
+from pixel_dqn.metrics import COLUMNS
+from pixel_dqn.run_directory import TRAIN_SCRIPT
 from pixel_dqn.search_space import (
     check_against_config,
     format_override,
@@ -23,6 +25,7 @@ from pixel_dqn.search_space import (
 )
 from pixel_dqn.tuning import StudySettings, prepare_study
 from pixel_dqn.tuning_report import load_study
+from pixel_dqn.tuning_trial import periodic_evals
 from pixel_dqn.validation import ConfigError
 
 TUNE = [sys.executable, str(ROOT / "scripts" / "tune.py")]
@@ -68,6 +71,7 @@ def _files(directory: Path) -> dict[str, bytes]:
             for p in sorted(directory.rglob("*")) if p.is_file()}
 
 
+@pytest.mark.slow
 def test_a_study_prunes_by_construction_and_its_best_command_repeats_the_trial(tmp_path):
     space = _write_space(tmp_path / "tiny.yaml", TINY_SPACE)
     study_dir = tmp_path / "study"
@@ -100,6 +104,7 @@ def test_a_study_prunes_by_construction_and_its_best_command_repeats_the_trial(t
     assert repeated["returns"] == original["returns"] and repeated["mean"] == best.value
 
 
+@pytest.mark.slow
 def test_a_killed_driver_rerun_counts_every_trial_once_and_resumes_its_run(tmp_path):
     space = _write_space(tmp_path / "tiny.yaml", TINY_SPACE)  # trial 0 pruned, trial 1 not
     study_dir = tmp_path / "study"
@@ -148,10 +153,11 @@ def test_a_bad_space_is_one_line_naming_the_key(tmp_path, params, message):
     assert message in str(error.value) and "\n" not in str(error.value)
 
 
+@pytest.mark.slow
 def test_bad_input_on_the_command_line_fails_in_one_line_and_loses_nothing(tmp_path):
     study_dir = tmp_path / "study"
     space = load_space(_write_space(tmp_path / "tiny.yaml", TINY_SPACE))
-    prepare_study(StudySettings(study_dir, space, 1, ROOT / "scripts" / "train.py"), CONF_DIR)
+    prepare_study(StudySettings(study_dir, space, 1, TRAIN_SCRIPT), CONF_DIR)
     before = _files(study_dir)
     assert "space.yaml" in before and "study.db" in before
 
@@ -164,13 +170,37 @@ def test_bad_input_on_the_command_line_fails_in_one_line_and_loses_nothing(tmp_p
     assert "space.params.trainer.learning_rate.high is 0.003 there, 0.01 here" in done.stderr
     assert _files(study_dir) == before
 
+
+def test_a_space_with_an_unknown_key_is_refused_before_anything_is_written(tmp_path):
+    study_dir = tmp_path / "study"
+    prepare_study(StudySettings(study_dir, load_space(_write_space(tmp_path / "tiny.yaml",
+                                                                   TINY_SPACE)), 1, TRAIN_SCRIPT),
+                  CONF_DIR)
+    before = _files(study_dir)
     unknown = parse_space("unknown", {**TINY_SPACE, "params": {
         **TINY_SPACE["params"], "trainer.learning_rat": {"type": "float", "low": 0.1, "high": 1}}})
     for where in (tmp_path / "new", study_dir):
         with pytest.raises(ConfigError, match=r"did you mean trainer\.learning_rate\?"):
-            prepare_study(StudySettings(where, unknown, 1, ROOT / "scripts" / "train.py"),
-                          CONF_DIR)
+            prepare_study(StudySettings(where, unknown, 1, TRAIN_SCRIPT), CONF_DIR)
     assert not (tmp_path / "new").exists() and _files(study_dir) == before
+
+
+def test_a_trial_reads_periodic_evaluations_only_from_whole_rows(tmp_path):
+    """The worker polls metrics.csv while train.py appends to it: a half-written last row
+    means "not yet", never a wrong value."""
+    (tmp_path / ".hydra").mkdir()
+    (tmp_path / ".hydra" / "overrides.yaml").write_text("- seed=0\n")
+    header = ",".join(COLUMNS) + "\n"
+    row = {column: "" for column in COLUMNS}
+    lines = [",".join({**row, "kind": kind, "env_step": str(step), "return": str(value)}[c]
+                      for c in COLUMNS) + "\n"
+             for kind, step, value in (("train", 90, 12.0), ("eval", 100, 30.5),
+                                       ("eval", 200, 41.0))]
+    metrics = tmp_path / "metrics.csv"
+    metrics.write_text(header + "".join(lines)[:-7])  # the last row cut mid-write
+    assert periodic_evals(tmp_path) is None
+    metrics.write_text(header + "".join(lines))
+    assert periodic_evals(tmp_path) == [(100, 30.5), (200, 41.0)]
 
 
 def test_spaces_in_conf_compose_and_build_their_pruner_and_sampler():

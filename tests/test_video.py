@@ -5,6 +5,7 @@ from functools import partial
 
 import imageio.v2 as imageio
 import numpy as np
+import pytest
 from conftest import ROOT
 
 from pixel_dqn.envs import make_env, make_pixel_env
@@ -43,6 +44,7 @@ def test_pixel_agent_video_shows_the_agents_view_beside_the_frame(tmp_path):
     assert len(_frames(recording.mp4)) == recording.frames
 
 
+@pytest.mark.slow
 def test_evaluate_heuristic_reproduces_the_notebooks_distribution(tmp_path):
     out = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "evaluate.py"), "policy=heuristic",

@@ -60,18 +60,22 @@ class CheckpointStore:
         final = self.directory / f"{_PREFIX}{step:010d}"
         tmp = self.directory / f"{_TMP_PREFIX}{final.name}-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir()
-        with open(tmp / ARRAYS, "wb") as f:
-            np.savez(f, **arrays)
-            _sync(f)
-        with open(tmp / STATE, "wb") as f:
-            pickle.dump(state, f, protocol=pickle.HIGHEST_PROTOCOL)
-            _sync(f)
-        files = {name: _describe(tmp / name) for name in (ARRAYS, STATE)}
-        manifest = {"step": step, "files": files}
-        with open(tmp / MANIFEST, "w") as f:  # the completeness marker: written last
-            json.dump(manifest, f, indent=2)
-            _sync(f)
+        try:
+            tmp.mkdir()
+            with open(tmp / ARRAYS, "wb") as f:
+                np.savez(f, **arrays)
+                _sync(f)
+            with open(tmp / STATE, "wb") as f:
+                pickle.dump(state, f, protocol=pickle.HIGHEST_PROTOCOL)
+                _sync(f)
+            files = {name: _describe(tmp / name) for name in (ARRAYS, STATE)}
+            manifest = {"step": step, "files": files}
+            with open(tmp / MANIFEST, "w") as f:  # the completeness marker: written last
+                json.dump(manifest, f, indent=2)
+                _sync(f)
+        except OSError:  # e.g. a full disk: leave no partial checkpoint behind
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
         if final.exists():  # the same step again (a resumed run re-saving): replace it
             shutil.rmtree(final)
         os.replace(tmp, final)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING
+from omegaconf import MISSING, DictConfig, OmegaConf
 
 
 @dataclass
@@ -193,11 +193,11 @@ class EvalConfig:
 
     every_steps: int = 5_000
     """Env steps between evaluations during training."""
-    episodes: int = 10
-    """Episodes per periodic evaluation."""
+    episodes: int = 30
+    """Episodes per periodic evaluation (they rank the networks ``keep_best`` chooses from)."""
     final_episodes: int = 100
     """Episodes of the final evaluation written to eval.json."""
-    keep_best: bool = False
+    keep_best: bool = True
     """Keep the evaluated network's weights of the best periodic evaluation (the latest of
     ties): the final evaluation and ``model.keras`` use them, and eval.json also reports the
     last network's final evaluation (``last_network``) on the same episodes' seeds."""
@@ -255,6 +255,21 @@ class Config:
     """Seconds between progress lines when stdout is not a terminal."""
     tensorboard: bool = True
     """Write TensorBoard event files to ``<run_dir>/tb``."""
+
+
+GROUP_SCHEMAS = (StateEnvConfig, PixelEnvConfig, MLPConfig, CNNConfig, DQNConfig, ReinforceConfig)
+
+
+def config_class(node: DictConfig) -> type:
+    """The schema an ``env``, ``model`` or ``trainer`` node was composed from (e.g.
+    ``PixelEnvConfig``), also for a node read back from a run's ``config.yaml``."""
+    schema = OmegaConf.get_type(node)
+    if schema in GROUP_SCHEMAS:
+        return schema
+    by_target = {schema._target_: schema for schema in GROUP_SCHEMAS}
+    if node.get("_target_") not in by_target:
+        raise ValueError(f"no schema builds {node.get('_target_')!r}; known: {sorted(by_target)}")
+    return by_target[node._target_]
 
 
 def register_configs() -> None:

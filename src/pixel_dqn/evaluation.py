@@ -9,14 +9,13 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 
+from pixel_dqn.episodes import EpisodeTally
+from pixel_dqn.run_directory import MODEL_FILE, RUN_CONFIG_FILE
+
 Policy = Callable[[np.ndarray], np.ndarray]
 
 # why an episode ended: CartPole's two terminations, or the time limit (a truncation)
 ENDINGS = ("time_limit", "pole_fell", "cart_off_track")
-
-RUN_CONFIG_FILE = "config.yaml"
-MODEL_FILE = "model.keras"
-EVAL_FILE = "eval.json"
 
 
 @dataclass(frozen=True)
@@ -69,10 +68,8 @@ def run_episodes(
     envs = make_envs(num_envs)
     try:
         obs, _ = envs.reset(seed=env_seeds)
-        episode_return = np.zeros(num_envs)
-        episode_length = np.zeros(num_envs, dtype=np.int64)
+        tally = EpisodeTally.start(num_envs)
         finished = np.zeros(num_envs, dtype=np.int64)
-        autoreset = np.zeros(num_envs, dtype=bool)
         returns: list[float] = []
         lengths: list[int] = []
         endings: list[str] = []
@@ -80,22 +77,16 @@ def run_episodes(
             obs, rewards, terminated, truncated, infos = envs.step(policy(obs))
             said = infos.get("_cart_off_track", np.zeros(num_envs, bool))  # vector info mask
             off_track = infos.get("cart_off_track", np.zeros(num_envs, bool))
-            # the step after an episode end only resets that sub-env (gymnasium NEXT_STEP mode)
-            live = ~autoreset & (finished < quota)
-            episode_return[live] += rewards[live]
-            episode_length[live] += 1
-            done = live & (terminated | truncated)
-            for i in np.flatnonzero(done):
-                returns.append(float(episode_return[i]))
-                lengths.append(int(episode_length[i]))
+            # a sub-env past its quota plays on uncounted
+            for i, episode_return, length in tally.step(rewards, terminated, truncated,
+                                                        counted=finished < quota):
+                returns.append(episode_return)
+                lengths.append(length)
                 if not terminated[i]:
                     endings.append("time_limit")
                 elif said[i]:
                     endings.append("cart_off_track" if off_track[i] else "pole_fell")
                 finished[i] += 1
-            episode_return[done] = 0.0
-            episode_length[done] = 0
-            autoreset = terminated | truncated
     finally:
         envs.close()
     # endings are known only if every env said why it terminated (any CartPole does)
@@ -123,14 +114,14 @@ def load_run_policy(run_dir: Path, max_episode_steps: int | None = None) -> RunP
     from hydra.utils import instantiate  # deferred: TensorFlow loads only past the checks
     from omegaconf import OmegaConf
 
-    from pixel_dqn.config import PixelEnvConfig
+    from pixel_dqn.config import PixelEnvConfig, config_class
     from pixel_dqn.networks import greedy_policy, load_q_network
 
     env_cfg = OmegaConf.load(config_file).env
     if max_episode_steps is not None:
         env_cfg.max_episode_steps = max_episode_steps
     return RunPolicy(greedy_policy(load_q_network(model_file)), instantiate(env_cfg),
-                     env_cfg._target_ == PixelEnvConfig._target_)
+                     config_class(env_cfg) is PixelEnvConfig)
 
 
 def evaluate_run_dir(

@@ -13,7 +13,8 @@ from tensorboard.compat.proto import event_pb2, summary_pb2
 from tensorboard.summary.writer.event_file_writer import EventFileWriter
 from tqdm import tqdm
 
-CSV_FILE = "metrics.csv"
+from pixel_dqn.run_directory import METRICS_FILE, TENSORBOARD_DIR
+
 COLUMNS = (
     "kind",  # "train" (one row per training episode) or "eval" (one row per evaluation)
     "env_step",
@@ -76,7 +77,7 @@ class MetricsWriter:
     def __init__(
         self, run_dir: Path, tensorboard: bool = True, resume_from: dict | None = None
     ) -> None:
-        path = run_dir / CSV_FILE
+        path = run_dir / METRICS_FILE
         if resume_from is None:
             self._file = open(path, "w", newline="")  # noqa: SIM115
             self._csv = csv.DictWriter(self._file, fieldnames=COLUMNS)
@@ -96,7 +97,7 @@ class MetricsWriter:
         self._env_step = first_step
         self._tb = None
         if tensorboard:
-            self._tb = EventFileWriter(str(run_dir / "tb"))
+            self._tb = EventFileWriter(str(run_dir / TENSORBOARD_DIR))
             start = event_pb2.SessionLog(status=event_pb2.SessionLog.START)
             self._tb.add_event(event_pb2.Event(wall_time=time.time(), step=first_step,
                                                session_log=start))

@@ -9,7 +9,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from pixel_dqn.envs.pixels import pixel_state
+from pixel_dqn.envs.pixels import OBS_MODES
 
 
 def build_mlp(
@@ -57,6 +57,35 @@ def q_head(features, num_actions: int, dueling: bool = False):
     value = keras.layers.Dense(1, name="value")(features)
     advantages = keras.layers.Dense(num_actions, name="advantages")(features)
     return DuelingCombine(name="q_values")(value, advantages)
+
+
+def pixel_state(frames: np.ndarray, mode: str, channels: int = 1) -> np.ndarray:
+    """What the network sees, channels last, from observations (..., frames, H, W[, channels]).
+
+    ``diff``: current - previous, in [-1, 1]; ``diff_current``: the current patch in [0, 1] and
+    that diff; ``stack``: every patch in [0, 1], oldest first. "previous" is the oldest patch of
+    the observation (``diff_lag`` steps back; the middle ones are unused). Works on numpy arrays
+    and tensors.
+    """
+    ops = keras.ops
+    if mode not in OBS_MODES:
+        raise ValueError(f"unknown observation mode {mode!r}; valid: {', '.join(OBS_MODES)}")
+    if mode == "diff" and channels == 1:
+        # the default, on the hot path: no transpose (a frame is already channels-last)
+        diff = ops.cast(frames[..., -1, :, :], "float32") - ops.cast(frames[..., 0, :, :],
+                                                                     "float32")
+        return ops.expand_dims(diff * (1.0 / 255.0), -1)
+    x = ops.cast(frames, "float32") * (1.0 / 255.0)
+    if channels == 1:
+        x = ops.expand_dims(x, -1)  # (..., frames, H, W, 1)
+    if mode != "stack":
+        current, previous = x[..., -1:, :, :, :], x[..., :1, :, :, :]
+        x = current - previous if mode == "diff" else ops.concatenate(
+            [current, current - previous], axis=-4)
+    # (..., frames, H, W, C) -> (..., H, W, frames * C): frames become channels, oldest first
+    x = ops.moveaxis(x, -4, -2)
+    lead = [-1 if d is None else d for d in x.shape[:-2]]
+    return ops.reshape(x, (*lead, x.shape[-2] * x.shape[-1]))
 
 
 @keras.saving.register_keras_serializable(package="pixel_dqn")

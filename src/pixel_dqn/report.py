@@ -7,7 +7,6 @@ no ``eval.json`` (it failed, or is still running) is reported by name, never dro
 from __future__ import annotations
 
 import csv
-import json
 import math
 import re
 from collections import defaultdict
@@ -19,10 +18,17 @@ import yaml
 from scipy import stats
 
 from pixel_dqn.config import flatten_config
-from pixel_dqn.evaluation import EVAL_FILE, RUN_CONFIG_FILE
-from pixel_dqn.metrics import CSV_FILE
+from pixel_dqn.run_directory import (
+    EVAL_FILE,
+    RUN_CONFIG_FILE,
+    SOLVED,
+    TIMING_FILE,
+    eval_curve,
+    first_solved_step,
+    read_json,
+    read_metrics,
+)
 
-SOLVED = 475.0
 CONFIDENCE = 0.95
 # config keys that do not change what a run computes: left out when jobs are pooled into arms
 NOT_IN_ARM = ("seed", "progress_interval_s", "tensorboard", "checkpoint.", "display.")
@@ -56,22 +62,18 @@ def read_job(job_dir: Path) -> Job:
         flat = flatten_config(yaml.safe_load((job_dir / RUN_CONFIG_FILE).read_text()) or {})
         job.config = tuple(sorted((k, repr(v)) for k, v in flat.items()
                                   if not k.startswith(NOT_IN_ARM)))
-    if (job_dir / CSV_FILE).is_file():
-        with open(job_dir / CSV_FILE, newline="") as f:
-            job.curve = [(int(r["env_step"]), float(r["return"]))
-                         for r in csv.DictReader(f) if r["kind"] == "eval"]
-    if (job_dir / EVAL_FILE).is_file():
-        final = json.loads((job_dir / EVAL_FILE).read_text())
+    job.curve = eval_curve(read_metrics(job_dir))
+    final = read_json(job_dir, EVAL_FILE)
+    if final is not None:
         job.final_eval = float(final["mean"])
         job.ended_by = final.get("ended_by", {})
         job.ended_at = (job_dir / EVAL_FILE).stat().st_mtime
-        timing_file = job_dir / "timing.json"
-        if timing_file.is_file():
-            timing = json.loads(timing_file.read_text())
+        timing = read_json(job_dir, TIMING_FILE)
+        if timing is not None:
             job.steps_per_s = float(timing["steps_per_s"])
             job.curve.append((int(timing["env_steps"]), job.final_eval))
-        solved = [step for step, value in job.curve if value >= SOLVED]
-        job.first_solved_step = float(solved[0]) if solved else math.inf
+        solved = first_solved_step(job.curve)
+        job.first_solved_step = math.inf if solved is None else float(solved)
     return job
 
 
@@ -98,10 +100,14 @@ def find_jobs(*multirun_dirs: Path) -> list[Job]:
             if len(multirun_dirs) > 1:
                 job.name = f"{multirun_dir.name}/{job.name}"
             jobs.append(job)
-    shared = set.intersection(*(set(j.overrides) for j in jobs)) if jobs else set()
+    # what a job asked for that changes results (a run of the defaults asked for nothing)
+    asked = {id(j): [o for o in j.overrides if not o.lstrip("+").startswith(NOT_IN_ARM)]
+             for j in jobs}
+    shared = set.intersection(*(set(a) for a in asked.values())) if jobs else set()
     first_label: dict[tuple, str] = {}
     for job in jobs:
-        job.arm = " ".join(o.lstrip("+") for o in job.overrides if o not in shared) or "all"
+        job.arm = (" ".join(o.lstrip("+") for o in asked[id(job)] if o not in shared)
+                   or ("all" if asked[id(job)] else "defaults"))
         if job.config is not None:
             job.arm = first_label.setdefault(job.config, job.arm)
     return jobs

@@ -8,15 +8,14 @@ from pathlib import Path
 
 import numpy as np
 
-from pixel_dqn.evaluation import EVAL_FILE, MODEL_FILE
-from pixel_dqn.metrics import CSV_FILE
+from pixel_dqn.run_directory import EVAL_FILE, METRICS_FILE, MODEL_FILE
 
 WALL_CLOCK_COLUMNS = ("steps_per_s", "wall_time_s")  # the only columns allowed to differ
 
 
 def deterministic_rows(run_dir: Path) -> list[dict[str, str]]:
     """The rows of ``metrics.csv`` without the wall-clock columns."""
-    with open(run_dir / CSV_FILE, newline="") as f:
+    with open(run_dir / METRICS_FILE, newline="") as f:
         return [{k: v for k, v in row.items() if k not in WALL_CLOCK_COLUMNS}
                 for row in csv.DictReader(f)]
 
@@ -30,10 +29,10 @@ def run_differences(a: Path, b: Path) -> list[str]:
     differences = []
     rows_a, rows_b = deterministic_rows(a), deterministic_rows(b)
     if len(rows_a) != len(rows_b):
-        differences.append(f"{CSV_FILE}: {len(rows_a)} rows vs {len(rows_b)}")
+        differences.append(f"{METRICS_FILE}: {len(rows_a)} rows vs {len(rows_b)}")
     for i, (row_a, row_b) in enumerate(zip(rows_a, rows_b, strict=False)):
         if row_a != row_b:
-            differences.append(f"{CSV_FILE} row {i + 1}: {row_a} vs {row_b}")
+            differences.append(f"{METRICS_FILE} row {i + 1}: {row_a} vs {row_b}")
             break
     eval_a, eval_b = (json.loads((d / EVAL_FILE).read_text()) for d in (a, b))
     if eval_a["returns"] != eval_b["returns"]:

@@ -55,6 +55,22 @@ class TrainingInterrupted(Exception):
         self.signum = signum
 
 
+class RunWriteError(OSError):
+    """A file of the run directory could not be written (disk full, quota, read-only)."""
+
+    def __init__(self, run_dir: Path, step: int, error: OSError, kept: list[Path]) -> None:
+        if kept:
+            where = (f"the last complete checkpoint is {kept[-1]}; free space and rerun the "
+                     f"same command to resume from it")
+        else:
+            where = "no checkpoint was complete; free space and rerun the same command"
+        super().__init__(error.errno, f"could not write to {run_dir} at env step {step} "
+                         f"({error.strerror or error}): training stopped, {where}")
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
 class NonFiniteError(ArithmeticError):
     """The loss or the network outputs stopped being finite; no checkpoint is written."""
 
@@ -82,21 +98,36 @@ class Run:
 
     def __init__(self, cfg: DictConfig, hparams: Any, envs: gym.vector.VectorEnv,
                  make_envs: Callable[..., gym.vector.VectorEnv], seeds: RunSeeds,
-                 store: CheckpointStore) -> None:
+                 store: CheckpointStore, writer: MetricsWriter) -> None:
         self.cfg, self.hparams, self.envs, self.seeds, self.store = (cfg, hparams, envs, seeds,
                                                                      store)
         self._make_envs = make_envs
         self.rng = np.random.default_rng(seeds.exploration)  # the agent's own draws
         self.timer = PhaseTimer()
-        self.state: LoopState = None  # type: ignore[assignment]  # set by start or restore
-        self.writer: MetricsWriter = None  # type: ignore[assignment]
-        self.progress: Progress = None  # type: ignore[assignment]
+        self._state: LoopState | None = None  # set by start or restore
+        self.writer = writer
+        self.progress = Progress(self.progress_total(), cfg.progress_interval_s,
+                                 unit=self.progress_units)
         self.saved_step: int | None = None  # env step of the newest checkpoint written/loaded
         self._clock_start = 0.0
 
+    @property
+    def state(self) -> LoopState:
+        """The loop's state: set by ``start`` (a fresh run) or ``restore`` (a resumed one)."""
+        if self._state is None:
+            raise RuntimeError("the run has no loop state yet: call start() or restore()")
+        return self._state
+
+    @state.setter
+    def state(self, state: LoopState) -> None:
+        self._state = state
+
     # -- what a trainer provides -------------------------------------------------------------
-    total: int  # the progress bar's length, in ``progress_units``
     progress_units: str = "step"
+
+    def progress_total(self) -> int:
+        """The progress bar's length, in ``progress_units``."""
+        raise NotImplementedError
 
     @staticmethod
     def env_factory(make_envs: Callable[..., gym.vector.VectorEnv], hparams: Any
@@ -240,8 +271,9 @@ class Run:
         self.saved_step = s.step
         return path
 
-    def restore(self, checkpoint: Checkpoint) -> dict:
-        """Load a checkpoint into the freshly built objects; return the metrics position."""
+    def restore(self, checkpoint: Checkpoint) -> None:
+        """Load a checkpoint into the freshly built objects (the writer was opened at its
+        metrics position)."""
         state = checkpoint.state
         self.load_checkpoint_state(checkpoint.arrays, state["extra"])
         self.rng.bit_generator.state = state["agent_rng"]
@@ -252,4 +284,3 @@ class Run:
         self.state = state["loop"]
         self.timer.seconds.update(self.state.phase_seconds)
         self.saved_step = checkpoint.step
-        return state["metrics"]

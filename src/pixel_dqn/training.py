@@ -7,6 +7,8 @@ the newest complete checkpoint, continuing exactly as if it had never stopped.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import logging
 from pathlib import Path
@@ -17,19 +19,31 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from pixel_dqn.checkpoint import Checkpoint, CheckpointStore
-from pixel_dqn.config import DQNConfig, flatten_config
+from pixel_dqn.config import DQNConfig, ReinforceConfig, flatten_config
 from pixel_dqn.envs.display import VirtualDisplay
-from pixel_dqn.evaluation import EVAL_FILE, MODEL_FILE, RUN_CONFIG_FILE, EvalResult
-from pixel_dqn.metrics import MetricsWriter, Progress
-from pixel_dqn.run import NonFiniteError, Run, RunSeeds, TrainingInterrupted
+from pixel_dqn.evaluation import EvalResult
+from pixel_dqn.metrics import MetricsWriter
+from pixel_dqn.run import NonFiniteError, Run, RunSeeds, RunWriteError, TrainingInterrupted
+from pixel_dqn.run_directory import (
+    CHECKPOINT_DIR,
+    EVAL_FILE,
+    MODEL_FILE,
+    RUN_CONFIG_FILE,
+    TIMING_FILE,
+)
 from pixel_dqn.runtime import configure_threads
 from pixel_dqn.stop_signals import StopSignals
+from pixel_dqn.trainers.dqn import DQNRun
+from pixel_dqn.trainers.reinforce import ReinforceRun
 from pixel_dqn.validation import ConfigError, validate
 
-__all__ = ["CHECKPOINT_DIR", "NonFiniteError", "TrainingInterrupted", "build_run", "train"]
+__all__ = ["CHECKPOINT_DIR", "NonFiniteError", "RunWriteError", "TrainingInterrupted", "build_run",
+           "train"]
 
-TIMING_FILE = "timing.json"
-CHECKPOINT_DIR = "checkpoints"
+# the run class of each trainer config schema (a new trainer registers here)
+TRAINERS: dict[type, type[Run]] = {DQNConfig: DQNRun, ReinforceConfig: ReinforceRun}
+# a write to the run directory failed for want of room: say what survived, in one line
+RUN_DIR_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS)
 # keys that do not change what a run computes: a resumed run may change them
 RESUME_MAY_CHANGE = ("progress_interval_s", "display", "threads", "checkpoint")
 
@@ -60,32 +74,48 @@ def train(
     if cfg.deterministic:
         tf.config.experimental.enable_op_determinism()
 
-    run = build_run(cfg, seeds, store)
+    # a resumed run's metrics.csv is cut back to where its checkpoint left it
+    writer = MetricsWriter(run_dir, tensorboard=cfg.tensorboard,
+                           resume_from=None if checkpoint is None else checkpoint.state["metrics"])
+    try:
+        run = build_run(cfg, seeds, store, writer)
+    except BaseException:
+        writer.close()
+        raise
     if checkpoint is None:
         run.start()
-        metrics_position = None
     else:
-        metrics_position = run.restore(checkpoint)
+        run.restore(checkpoint)
         print(f"resuming from {checkpoint.path} (env step {checkpoint.step})", flush=True)
-    run.writer = MetricsWriter(run_dir, tensorboard=cfg.tensorboard, resume_from=metrics_position)
-    run.progress = Progress(run.total, cfg.progress_interval_s, unit=run.progress_units)
     try:
         run.begin_session()
         with StopSignals() as stop:
             run.loop(stop)
-        timing = run.timing()
-        if cfg.checkpoint.enabled and run.saved_step != run.state.step:
-            run.save_checkpoint()  # the end of training (unless resumed from it)
-        final = run.evaluate(cfg.eval.final_episodes, index=-1)
-        last_network = None
-        if cfg.eval.keep_best and run.state.best is not None:
-            last_network = final
-            run.network().set_weights(run.state.best[2])
-            final = run.evaluate(cfg.eval.final_episodes, index=-1)
+        final = _finish(cfg, run, run_dir)
+    except OSError as error:
+        if error.errno not in RUN_DIR_FULL:
+            raise
+        raise RunWriteError(run_dir, run.state.step, error, store.paths()) from error
     finally:
         run.progress.close()
-        run.writer.close()
+        with contextlib.suppress(OSError):  # rows are flushed as written: nothing is lost
+            run.writer.close()
         run.envs.close()
+    return final
+
+
+def _finish(cfg: DictConfig, run: Run, run_dir: Path) -> EvalResult:
+    """The last checkpoint, the final evaluation (of the kept network with ``eval.keep_best``),
+    then model.keras, eval.json and timing.json."""
+    timing = run.timing()
+    if cfg.checkpoint.enabled and run.saved_step != run.state.step:
+        run.save_checkpoint()  # the end of training (unless resumed from it)
+    final = run.evaluate(cfg.eval.final_episodes, index=-1)
+    last_network = None
+    if cfg.eval.keep_best and run.state.best is not None:
+        last_network = final
+        run.network().set_weights(run.state.best[2])
+        final = run.evaluate(cfg.eval.final_episodes, index=-1)
     run.network().save(run_dir / MODEL_FILE)
     record = final.to_dict()
     if last_network is not None:
@@ -102,15 +132,14 @@ def train(
     return final
 
 
-def build_run(cfg: DictConfig, seeds: RunSeeds, store: CheckpointStore) -> Run:
+def build_run(cfg: DictConfig, seeds: RunSeeds, store: CheckpointStore,
+              writer: MetricsWriter) -> Run:
     """The configured trainer's run, with its envs, networks and optimizer built."""
-    from pixel_dqn.trainers.dqn import DQNRun
-    from pixel_dqn.trainers.reinforce import ReinforceRun
-
     hparams = instantiate(cfg.trainer)
-    run_class = DQNRun if isinstance(hparams, DQNConfig) else ReinforceRun
+    run_class = TRAINERS[type(hparams)]
     make_envs = run_class.env_factory(instantiate(cfg.env), hparams)
-    return run_class(cfg, hparams, make_envs(), make_envs, instantiate(cfg.model), seeds, store)
+    return run_class(cfg, hparams, make_envs(), make_envs, instantiate(cfg.model), seeds, store,
+                     writer)
 
 
 def _check_resumable(cfg: DictConfig, checkpoint: Checkpoint) -> None:

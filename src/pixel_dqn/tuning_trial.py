@@ -22,8 +22,8 @@ import optuna
 import yaml
 from optuna.trial import TrialState
 
-from pixel_dqn.metrics import CSV_FILE
 from pixel_dqn.report import read_job
+from pixel_dqn.run_directory import METRICS_FILE
 
 CONSOLE_FILE = "console.log"
 PRUNED_FILE = "pruned.json"
@@ -137,7 +137,7 @@ def _watch(process: subprocess.Popen, trial: optuna.Trial, run_dir: Path, stop: 
     while True:
         code = process.poll()
         beat()
-        size = (run_dir / CSV_FILE).stat().st_size if (run_dir / CSV_FILE).is_file() else -1
+        size = (run_dir / METRICS_FILE).stat().st_size if (run_dir / METRICS_FILE).is_file() else -1
         evals = periodic_evals(run_dir) if size != csv_size else None
         if evals is not None:  # read again only once metrics.csv has grown
             csv_size = size
@@ -176,7 +176,7 @@ def periodic_evals(run_dir: Path) -> list[tuple[int, float]] | None:
     if not (run_dir / ".hydra" / "overrides.yaml").is_file():
         return None
     try:
-        with open(run_dir / CSV_FILE, "rb") as metrics:
+        with open(run_dir / METRICS_FILE, "rb") as metrics:
             metrics.seek(-1, 2)
             if metrics.read(1) != b"\n":
                 return None

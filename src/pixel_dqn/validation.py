@@ -9,7 +9,13 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from pixel_dqn.config import CNNConfig, DQNConfig, PixelEnvConfig, ReinforceConfig
+from pixel_dqn.config import (
+    CNNConfig,
+    DQNConfig,
+    PixelEnvConfig,
+    ReinforceConfig,
+    config_class,
+)
 
 OPTIMIZERS = ("adam", "rmsprop")
 
@@ -41,8 +47,8 @@ def validate(cfg: DictConfig) -> None:
         _require(steps > 0, "env.max_episode_steps", steps, "a positive integer or null")
     _validate_env(cfg.env)
     _validate_checkpoint(cfg.checkpoint, cfg.env)
-    pixels = cfg.env._target_ == PixelEnvConfig._target_
-    cnn = cfg.model._target_ == CNNConfig._target_
+    pixels = config_class(cfg.env) is PixelEnvConfig
+    cnn = config_class(cfg.model) is CNNConfig
     if pixels != cnn:
         valid = "model=cnn for env=cartpole_pixels" if pixels else "model=mlp for a state env"
         raise ConfigError(f"model={'cnn' if cnn else 'mlp'} does not fit this env: use {valid}")
@@ -51,19 +57,20 @@ def validate(cfg: DictConfig) -> None:
     if "hidden_sizes" in cfg.model:
         sizes = list(cfg.model.hidden_sizes)
         _require(all(s > 0 for s in sizes), "model.hidden_sizes", sizes, "positive layer sizes")
-    if cfg.trainer._target_ == DQNConfig._target_:
+    trainer = config_class(cfg.trainer)
+    if trainer is DQNConfig:
         _validate_dqn(cfg.trainer)
         if cfg.trainer.augment_pad and not pixels:
             raise ConfigError(f"trainer.augment_pad={cfg.trainer.augment_pad} shifts frames: it "
                               f"needs env=cartpole_pixels (use 0 on a state env)")
-    elif cfg.trainer._target_ == ReinforceConfig._target_:
+    elif trainer is ReinforceConfig:
         _validate_reinforce(cfg.trainer)
 
 
 def _validate_env(env: DictConfig) -> None:
     _require(env.vector_mode in ("sync", "async"), "env.vector_mode", env.vector_mode,
              "one of sync, async")
-    if env._target_ != PixelEnvConfig._target_:
+    if config_class(env) is not PixelEnvConfig:
         return
     _require(env.renderer in ("fast", "pygame"), "env.renderer", env.renderer,
              "one of fast, pygame")

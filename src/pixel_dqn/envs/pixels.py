@@ -31,8 +31,9 @@ class PixelObservation(gym.Wrapper):
     ``(frames, height, width)`` for gray, ``(frames, height, width, 3)`` for RGB (one byte per
     pixel: the replay stores frames, never floats). ``diff`` and ``diff_current`` carry the
     previous and the current patch, and the network's first layer forms ``current - previous``
-    (see ``pixel_state``); ``stack`` carries the last ``frames`` patches. On ``reset`` the
-    history is refilled with the first patch, so the first diff of an episode is zero.
+    (``pixel_dqn.networks.pixel_state``); ``stack`` carries the last ``frames`` patches. On
+    ``reset`` the history is refilled with the first patch, so the first diff of an episode is
+    zero.
     Reward, termination and truncation are untouched.
     """
 
@@ -52,34 +53,3 @@ class PixelObservation(gym.Wrapper):
         self._history[:-1] = self._history[1:]  # drop the oldest patch
         self._history[-1] = self._renderer.patch(self.env)
         return self._history.copy(), reward, terminated, truncated, info
-
-
-def pixel_state(frames: np.ndarray, mode: str, channels: int = 1) -> np.ndarray:
-    """What the network sees, channels last, from observations (..., frames, H, W[, channels]).
-
-    ``diff``: current - previous, in [-1, 1]; ``diff_current``: the current patch in [0, 1] and
-    that diff; ``stack``: every patch in [0, 1], oldest first. "previous" is the oldest patch of
-    the observation (``diff_lag`` steps back; the middle ones are unused). Works on numpy arrays
-    and tensors.
-    """
-    import keras
-
-    ops = keras.ops
-    if mode not in OBS_MODES:
-        raise ValueError(f"unknown observation mode {mode!r}; valid: {', '.join(OBS_MODES)}")
-    if mode == "diff" and channels == 1:
-        # the default, on the hot path: no transpose (a frame is already channels-last)
-        diff = ops.cast(frames[..., -1, :, :], "float32") - ops.cast(frames[..., 0, :, :],
-                                                                     "float32")
-        return ops.expand_dims(diff * (1.0 / 255.0), -1)
-    x = ops.cast(frames, "float32") * (1.0 / 255.0)
-    if channels == 1:
-        x = ops.expand_dims(x, -1)  # (..., frames, H, W, 1)
-    if mode != "stack":
-        current, previous = x[..., -1:, :, :, :], x[..., :1, :, :, :]
-        x = current - previous if mode == "diff" else ops.concatenate(
-            [current, current - previous], axis=-4)
-    # (..., frames, H, W, C) -> (..., H, W, frames * C): frames become channels, oldest first
-    x = ops.moveaxis(x, -4, -2)
-    lead = [-1 if d is None else d for d in x.shape[:-2]]
-    return ops.reshape(x, (*lead, x.shape[-2] * x.shape[-1]))

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 
 import numpy as np
 
 from pixel_dqn.agents.dqn import DQNAgent
 from pixel_dqn.augmentation import random_shift
-from pixel_dqn.config import DQNConfig, PixelEnvConfig
+from pixel_dqn.config import DQNConfig, PixelEnvConfig, config_class
+from pixel_dqn.episodes import EpisodeTally
 from pixel_dqn.replay import Batch, ReplayBuffer
 from pixel_dqn.run import LoopState, Run
 from pixel_dqn.schedules import LinearSchedule
@@ -21,10 +22,8 @@ from pixel_dqn.stop_signals import StopSignals
 class DQNLoopState(LoopState):
     """The DQN loop's own carry-over: the envs' current observations and episode tallies."""
 
-    obs: np.ndarray = None  # type: ignore[assignment]
-    episode_return: np.ndarray = None  # type: ignore[assignment]
-    episode_length: np.ndarray = None  # type: ignore[assignment]
-    autoreset: np.ndarray = None  # type: ignore[assignment]
+    obs: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    episodes_now: EpisodeTally = field(default_factory=lambda: EpisodeTally.start(0))
     since_train: int = 0
     since_sync: int = 0
 
@@ -32,8 +31,9 @@ class DQNLoopState(LoopState):
 class DQNRun(Run):
     """DQN on a vector env with a replay buffer and a target network."""
 
-    def __init__(self, cfg, hparams: DQNConfig, envs, make_envs, build_model, seeds, store):
-        super().__init__(cfg, hparams, envs, make_envs, seeds, store)
+    def __init__(self, cfg, hparams: DQNConfig, envs, make_envs, build_model, seeds, store,
+                 writer):
+        super().__init__(cfg, hparams, envs, make_envs, seeds, store, writer)
         obs_space, action_space = envs.single_observation_space, envs.single_action_space
         total_gradient_steps = (max(cfg.total_steps - hparams.learning_starts, 0)
                                 // hparams.train_freq * hparams.gradient_steps)
@@ -43,12 +43,14 @@ class DQNRun(Run):
             hparams.buffer_size, obs_space.shape, obs_space.dtype,
             np.random.default_rng(seeds.replay), num_envs=envs.num_envs,
             # pixel observations are frame stacks: the replay stores each frame once
-            history=obs_space.shape[0] if cfg.env._target_ == PixelEnvConfig._target_ else None,
+            history=obs_space.shape[0] if config_class(cfg.env) is PixelEnvConfig else None,
             n_step=hparams.n_step, gamma=hparams.gamma, prioritized=hparams.prioritized,
             alpha=hparams.priority_alpha, priority_eps=hparams.priority_eps,
         )
         self.augment_rng = np.random.default_rng(seeds.augment)
-        self.total = cfg.total_steps
+
+    def progress_total(self) -> int:
+        return self.cfg.total_steps
 
     def start(self) -> None:
         num_envs = self.envs.num_envs
@@ -56,9 +58,8 @@ class DQNRun(Run):
         self.buffer.start_episodes(np.arange(num_envs), obs)
         self.state = DQNLoopState(
             next_eval=self.cfg.eval.every_steps, next_checkpoint=self.cfg.checkpoint.every_steps,
-            last={"loss": None, "mean_q": None}, obs=obs, episode_return=np.zeros(num_envs),
-            episode_length=np.zeros(num_envs, dtype=np.int64),
-            autoreset=np.zeros(num_envs, dtype=bool))
+            last={"loss": None, "mean_q": None}, obs=obs,
+            episodes_now=EpisodeTally.start(num_envs))
 
     def greedy_actions(self, obs: np.ndarray) -> np.ndarray:
         return self.agent.greedy_actions(obs)
@@ -107,29 +108,22 @@ class DQNRun(Run):
                 actions = agent.act(s.obs, epsilon, self.rng)
             with timer.phase("env"):
                 next_obs, rewards, terminated, truncated, _ = self.envs.step(actions)
-            # CRUCIAL: in gymnasium 1.x a finished sub-env is reset by the NEXT step call; that
-            # step carries no transition and must not be stored or counted.
-            live = ~s.autoreset
+            # a sub-env that just reset carries no transition (see EpisodeTally)
+            live = s.episodes_now.live
             # Store `terminated`, not `terminated | truncated`: a time-limit truncation
             # bootstraps (the reset slot that follows it is what ends its n-step sums).
             with timer.phase("replay_add"):
                 buffer.add(np.flatnonzero(live), actions[live], rewards[live], next_obs[live],
                            terminated[live])
-                buffer.start_episodes(np.flatnonzero(s.autoreset), next_obs[s.autoreset])
+                buffer.start_episodes(np.flatnonzero(~live), next_obs[~live])
             new_steps = int(live.sum())
             s.step += new_steps
             # without the start-up burst the replay ratio counts from learning_starts, not 0
             s.since_train += new_steps if hparams.learning_starts_burst else min(
                 new_steps, max(s.step - hparams.learning_starts, 0))
             s.since_sync += new_steps
-            s.episode_return[live] += rewards[live]
-            s.episode_length[live] += 1
-            for i in np.flatnonzero(live & (terminated | truncated)):
-                self.write_episode(float(s.episode_return[i]), int(s.episode_length[i]),
-                                   epsilon=epsilon)
-                s.episode_return[i] = 0.0
-                s.episode_length[i] = 0
-            s.autoreset = terminated | truncated
+            for _, episode_return, length in s.episodes_now.step(rewards, terminated, truncated):
+                self.write_episode(episode_return, length, epsilon=epsilon)
             s.obs = next_obs  # CRUCIAL: the next action is chosen from the new observation
 
             if s.step >= hparams.learning_starts and s.since_train >= hparams.train_freq:

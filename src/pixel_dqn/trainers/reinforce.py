@@ -41,14 +41,16 @@ class ReinforceRun(Run):
                        max_episode_steps=hparams.max_episode_steps)
 
     def __init__(self, cfg, hparams: ReinforceConfig, envs, make_envs, build_model, seeds,
-                 store):
-        super().__init__(cfg, hparams, envs, make_envs, seeds, store)
+                 store, writer):
+        super().__init__(cfg, hparams, envs, make_envs, seeds, store, writer)
         if envs.single_action_space.n != 2:
             raise ConfigError(f"trainer=reinforce needs a two-action env, not "
                               f"{envs.single_action_space.n} actions")
         build = partial(build_model, envs.single_observation_space.shape, 2, head="policy")
         self.agent = ReinforceAgent(build, hparams.learning_rate)
-        self.total = hparams.updates
+
+    def progress_total(self) -> int:
+        return self.hparams.updates
 
     def start(self) -> None:
         self.state = ReinforceLoopState(next_eval=self.cfg.eval.every_steps,
