@@ -258,6 +258,7 @@ class Config:
 
 
 GROUP_SCHEMAS = (StateEnvConfig, PixelEnvConfig, MLPConfig, CNNConfig, DQNConfig, ReinforceConfig)
+_SCHEMA_BY_TARGET = {schema._target_: schema for schema in GROUP_SCHEMAS}
 
 
 def config_class(node: DictConfig) -> type:
@@ -266,10 +267,10 @@ def config_class(node: DictConfig) -> type:
     schema = OmegaConf.get_type(node)
     if schema in GROUP_SCHEMAS:
         return schema
-    by_target = {schema._target_: schema for schema in GROUP_SCHEMAS}
-    if node.get("_target_") not in by_target:
-        raise ValueError(f"no schema builds {node.get('_target_')!r}; known: {sorted(by_target)}")
-    return by_target[node._target_]
+    target = node.get("_target_")
+    if target not in _SCHEMA_BY_TARGET:
+        raise ValueError(f"no schema builds {target!r}; known: {sorted(_SCHEMA_BY_TARGET)}")
+    return _SCHEMA_BY_TARGET[target]
 
 
 def register_configs() -> None:

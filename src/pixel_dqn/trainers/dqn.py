@@ -109,13 +109,14 @@ class DQNRun(Run):
             with timer.phase("env"):
                 next_obs, rewards, terminated, truncated, _ = self.envs.step(actions)
             # a sub-env that just reset carries no transition (see EpisodeTally)
-            live = s.episodes_now.live
+            resetting = s.episodes_now.resetting
+            live = ~resetting
             # Store `terminated`, not `terminated | truncated`: a time-limit truncation
             # bootstraps (the reset slot that follows it is what ends its n-step sums).
             with timer.phase("replay_add"):
                 buffer.add(np.flatnonzero(live), actions[live], rewards[live], next_obs[live],
                            terminated[live])
-                buffer.start_episodes(np.flatnonzero(~live), next_obs[~live])
+                buffer.start_episodes(np.flatnonzero(resetting), next_obs[resetting])
             new_steps = int(live.sum())
             s.step += new_steps
             # without the start-up burst the replay ratio counts from learning_starts, not 0
