@@ -14,6 +14,7 @@ machine, the command and the date next to the figures; run directories go to
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import subprocess
 import time
@@ -147,8 +148,12 @@ def main() -> None:
         parser.error(f"--parallel {args.parallel}: must be >= 1")
     command = invocation("scripts/benchmark_learning.py")
     date, machine = today(), machine_description()
+    # side by side, each run's concurrent ops get its share of the cores (this changes no result)
+    share = [] if args.parallel == 1 else [
+        f"threads.inter_op={max((os.cpu_count() or 1) // args.parallel, 1)}"]
+    overrides = [*share, *args.overrides]
     with ThreadPoolExecutor(max_workers=args.parallel) as pool:  # each seed is a subprocess
-        results = list(pool.map(lambda seed: run_seed(args.name, seed, args.overrides, args.tail),
+        results = list(pool.map(lambda seed: run_seed(args.name, seed, overrides, args.tail),
                                 args.seeds))
     markdown = to_markdown(args.name, command, machine, date, results, args.train_target,
                            args.parallel)

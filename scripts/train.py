@@ -65,13 +65,15 @@ def _train(cfg: DictConfig, run_dir: Path) -> float:
 
 def share_cores_between_parallel_jobs(cfg: DictConfig, launcher: DictConfig) -> None:
     """Under the joblib launcher, give each job its share of the cores (TensorFlow's pools are
-    sized before it initialises); ``threads.intra_op`` other than 0 is left as set."""
-    if cfg.threads.intra_op != 0 or "joblib" not in str(launcher.get("_target_", "")).lower():
+    sized before it initialises): a thread pool set to 0 gets the share, others stay as set."""
+    if "joblib" not in str(launcher.get("_target_", "")).lower():
         return
     cores = os.cpu_count() or 1
     n_jobs = int(launcher.get("n_jobs") or -1)
     parallel = cores if n_jobs < 0 else min(n_jobs, cores)  # joblib: -1 means one per core
-    cfg.threads.intra_op = max(cores // parallel, 1)
+    for pool in ("intra_op", "inter_op"):
+        if cfg.threads[pool] == 0:
+            cfg.threads[pool] = max(cores // parallel, 1)
 
 
 if __name__ == "__main__":

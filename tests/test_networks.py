@@ -2,7 +2,7 @@ import keras
 import numpy as np
 import pytest
 
-from pixel_dqn.networks import build_cnn, build_mlp
+from pixel_dqn.networks import PixelConv, build_cnn, build_mlp, pixel_state
 
 
 @pytest.mark.parametrize(("mode", "frames"), [("diff", 2), ("diff_current", 2), ("stack", 4)])
@@ -11,9 +11,27 @@ def test_cnn_maps_each_observation_mode_to_one_q_value_per_action(mode, frames, 
     shape = (frames, 40, 90) if gray else (frames, 40, 90, 3)
     model = build_cnn(shape, 2, obs_mode=mode, gray=gray)
     channels = {"diff": 1, "diff_current": 2, "stack": frames}[mode] * (1 if gray else 3)
-    assert model.get_layer("pixel_state").output.shape == (None, 40, 90, channels)
+    assert model.get_layer("conv_0").kernel.shape[2] == channels  # a kernel over the state
     obs = np.random.default_rng(0).integers(0, 256, (5, *shape), dtype=np.uint8)
     assert model(obs).shape == (5, 2) and model.output_shape == (None, 2)
+
+
+@pytest.mark.parametrize(("mode", "frames"),
+                         [("diff", 2), ("diff_current", 2), ("diff_current", 4), ("stack", 3)])
+@pytest.mark.parametrize("gray", [True, False])
+def test_pixel_conv_is_a_convolution_over_the_state(mode, frames, gray):
+    """The layer folds the state into its kernel: the same function as Conv2D(pixel_state)."""
+    channels = 1 if gray else 3
+    shape = (frames, 40, 90) if gray else (frames, 40, 90, 3)
+    obs = np.random.default_rng(0).integers(0, 256, (5, *shape), dtype=np.uint8)
+    layer = PixelConv(mode, channels, filters=8, kernel_size=8, strides=4)
+    state = pixel_state(obs, mode, channels)
+    conv = keras.layers.Conv2D(8, 8, strides=4, activation="relu")
+    conv.build(state.shape)
+    outputs = np.asarray(layer(obs))
+    conv.set_weights(layer.get_weights())
+    np.testing.assert_allclose(outputs, np.asarray(conv(state)), rtol=1e-5, atol=1e-6)
+    assert outputs.shape == (5, 9, 21, 8) and outputs.any()
 
 
 def test_dueling_head_is_value_plus_mean_subtracted_advantages():

@@ -134,8 +134,9 @@ def test_resuming_with_a_different_config_is_refused_in_one_line(tmp_path):
 
 @pytest.mark.slow
 def test_pixel_runs_are_deterministic_and_resume_identical(tmp_path):
+    """Also: the inter-op thread count changes nothing (run a: one; run b: one per core)."""
     overrides = (*PIXEL_SMOKE_OVERRIDES, "checkpoint.every_steps=150", "progress_interval_s=1000")
-    _run(tmp_path / "a", overrides)
+    _run(tmp_path / "a", (*overrides, "threads.inter_op=1"))
     process = subprocess.Popen(_command(tmp_path / "b", overrides), cwd=ROOT,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     _wait_for_checkpoint(tmp_path / "b", process)

@@ -209,9 +209,11 @@ class ThreadsConfig:
 
     intra_op: int = 1
     """Threads inside one op (convolutions, matrix products); 0 = one per core (the joblib
-    launcher then gives each parallel job its share of the cores)."""
-    inter_op: int = 1
-    """Ops run concurrently."""
+    launcher then gives each parallel job its share of the cores). A pixel run's numbers
+    depend on it (convolutions split their sums by thread)."""
+    inter_op: int = 0
+    """Independent ops run side by side; 0 = one per core (under joblib: each job's share).
+    Changes no result: each op's kernel runs the same, only their order in time differs."""
 
 
 @dataclass

@@ -59,38 +59,41 @@ def q_head(features, num_actions: int, dueling: bool = False):
     return DuelingCombine(name="q_values")(value, advantages)
 
 
-def pixel_state(frames: np.ndarray, mode: str, channels: int = 1) -> np.ndarray:
-    """What the network sees, channels last, from observations (..., frames, H, W[, channels]).
+def state_frame_weights(mode: str, frames: int) -> np.ndarray:
+    """What the network sees of an observation's patches, as a (state slots, frames) matrix.
 
-    ``diff``: current - previous, in [-1, 1]; ``diff_current``: the current patch in [0, 1] and
-    that diff; ``stack``: every patch in [0, 1], oldest first. "previous" is the oldest patch of
-    the observation (``diff_lag`` steps back; the middle ones are unused). Works on numpy arrays
-    and tensors.
+    Slot ``s`` of the state is ``sum_f weights[s, f] * patch_f / 255`` (slots in [0, 1] or
+    [-1, 1]). ``diff``: newest - oldest; ``diff_current``: the newest patch, then that
+    diff; ``stack``: every patch, oldest first. "Oldest" is ``diff_lag`` steps back: the middle
+    patches of a diff observation get no weight.
     """
-    ops = keras.ops
     if mode not in OBS_MODES:
         raise ValueError(f"unknown observation mode {mode!r}; valid: {', '.join(OBS_MODES)}")
-    if mode == "diff" and channels == 1:
-        # the default, on the hot path: no transpose (a frame is already channels-last)
-        diff = ops.cast(frames[..., -1, :, :], "float32") - ops.cast(frames[..., 0, :, :],
-                                                                     "float32")
-        return ops.expand_dims(diff * (1.0 / 255.0), -1)
+    newest, diff = np.zeros(frames), np.zeros(frames)
+    newest[-1] = diff[-1] = 1.0
+    diff[0] -= 1.0
+    rows = {"diff": [diff], "diff_current": [newest, diff], "stack": list(np.eye(frames))}[mode]
+    return np.stack(rows).astype(np.float32)
+
+
+def pixel_state(frames: np.ndarray, mode: str, channels: int = 1) -> np.ndarray:
+    """The state, channels last, from observations (..., frames, H, W[, channels]): every slot
+    of ``state_frame_weights`` with its colour channels, slot-major. Works on arrays and tensors.
+    """
+    ops = keras.ops
     x = ops.cast(frames, "float32") * (1.0 / 255.0)
     if channels == 1:
         x = ops.expand_dims(x, -1)  # (..., frames, H, W, 1)
-    if mode != "stack":
-        current, previous = x[..., -1:, :, :, :], x[..., :1, :, :, :]
-        x = current - previous if mode == "diff" else ops.concatenate(
-            [current, current - previous], axis=-4)
-    # (..., frames, H, W, C) -> (..., H, W, frames * C): frames become channels, oldest first
-    x = ops.moveaxis(x, -4, -2)
+    weights = state_frame_weights(mode, x.shape[-4])
+    x = ops.einsum("sf,...fhwc->...hwsc", weights, x)
     lead = [-1 if d is None else d for d in x.shape[:-2]]
     return ops.reshape(x, (*lead, x.shape[-2] * x.shape[-1]))
 
 
 @keras.saving.register_keras_serializable(package="pixel_dqn")
 class PixelState(keras.layers.Layer):
-    """First layer of a pixel network: uint8 patch stacks -> the state (see ``pixel_state``)."""
+    """uint8 patch stacks -> the state (``pixel_state``): the first layer of the pixel networks
+    saved before ``PixelConv``, kept so that they still load."""
 
     def __init__(self, obs_mode: str, channels: int = 1, **kwargs) -> None:
         super().__init__(**kwargs)
@@ -102,6 +105,60 @@ class PixelState(keras.layers.Layer):
 
     def get_config(self) -> dict:
         return {**super().get_config(), "obs_mode": self.obs_mode, "channels": self.channels}
+
+
+@keras.saving.register_keras_serializable(package="pixel_dqn")
+class PixelConv(keras.layers.Layer):
+    """First layer of a pixel network: a ReLU convolution over the state of uint8 patch stacks.
+
+    Its kernel is that of a ``Conv2D`` over ``pixel_state(frames)`` (same shape, initialiser and
+    function), but the state is never formed: the state is linear in the patches, so its
+    weights (``state_frame_weights``) are folded into the kernel and the convolution runs over
+    the cast patches, transposed to channels. On a CPU this saves most of the state's cost (its
+    slices, difference and concatenation took as long as the convolution itself).
+    """
+
+    def __init__(self, obs_mode: str, channels: int, filters: int, kernel_size: int,
+                 strides: int, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.obs_mode, self.channels = obs_mode, channels
+        self.filters, self.kernel_size, self.strides = filters, kernel_size, strides
+
+    def build(self, input_shape) -> None:
+        self.frame_weights = state_frame_weights(self.obs_mode, input_shape[1])
+        # a diff over k steps uses the oldest and newest patches only
+        self.used_frames = np.flatnonzero(self.frame_weights.any(axis=0))
+        slots = len(self.frame_weights)
+        self.kernel = self.add_weight(
+            (self.kernel_size, self.kernel_size, slots * self.channels, self.filters),
+            initializer="glorot_uniform", name="kernel")
+        self.bias = self.add_weight((self.filters,), initializer="zeros", name="bias")
+
+    def compute_output_shape(self, input_shape):
+        size = [(d - self.kernel_size) // self.strides + 1 for d in input_shape[2:4]]
+        return (input_shape[0], *size, self.filters)
+
+    def call(self, frames):
+        ops, size, slots = keras.ops, self.kernel_size, len(self.frame_weights)
+        if len(self.used_frames) < frames.shape[1]:
+            frames = ops.take(frames, self.used_frames, axis=1)
+        # scaled before the transpose: else TensorFlow moves the cast after it, and transposing
+        # bytes is ~10x slower than transposing floats on a CPU
+        x = ops.cast(frames, "float32") * (1.0 / 255.0)
+        if self.channels == 1:
+            x = ops.expand_dims(x, -1)  # (batch, frames, H, W, channels)
+        x = ops.transpose(x, (0, 2, 3, 1, 4))
+        x = ops.reshape(x, (-1, *x.shape[1:3], x.shape[3] * x.shape[4]))
+        kernel = ops.reshape(self.kernel, (size, size, slots, self.channels, self.filters))
+        kernel = ops.einsum("sf,hwsco->hwfco", self.frame_weights[:, self.used_frames], kernel)
+        kernel = ops.reshape(kernel, (size, size, -1, self.filters))
+        outputs = ops.conv(x, kernel, strides=self.strides, padding="valid")
+        return ops.relu(ops.add(outputs, ops.reshape(self.bias, (1, 1, 1, self.filters))))
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "obs_mode": self.obs_mode, "channels": self.channels,
+                "filters": self.filters, "kernel_size": self.kernel_size,
+                "strides": self.strides}
 
 
 def build_cnn(
@@ -119,10 +176,14 @@ def build_cnn(
     """Convolutional network over uint8 patch stacks (the diff is formed inside the model):
     one Q-value per action, or P(left) with ``head="policy"`` (``dueling`` then unused)."""
     inputs = keras.Input(shape=tuple(obs_shape), dtype="uint8", name="frames")
-    x = PixelState(obs_mode, 1 if gray else 3, name="pixel_state")(inputs)
+    x = inputs
     for i, (units, kernel, stride) in enumerate(zip(filters, kernel_sizes, strides, strict=True)):
-        x = keras.layers.Conv2D(int(units), int(kernel), strides=int(stride), activation="relu",
-                                name=f"conv_{i}")(x)
+        if i == 0:
+            x = PixelConv(obs_mode, 1 if gray else 3, int(units), int(kernel), int(stride),
+                          name="conv_0")(x)
+        else:
+            x = keras.layers.Conv2D(int(units), int(kernel), strides=int(stride),
+                                    activation="relu", name=f"conv_{i}")(x)
     x = keras.layers.Flatten()(x)
     for i, units in enumerate(dense_sizes):
         x = keras.layers.Dense(int(units), activation="relu", name=f"dense_{i}")(x)

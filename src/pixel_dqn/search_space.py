@@ -25,7 +25,7 @@ SPACE_DIR = "search"
 OBJECTIVES = ("final_eval_mean",)  # eval.json's mean; periodic eval rows are its intermediates
 DIRECTIONS = ("maximize", "minimize")
 # keys the tuner sets on every trial's command line itself
-TUNER_KEYS = ("seed", "threads.intra_op", "hydra.run.dir")
+TUNER_KEYS = ("seed", "threads.intra_op", "threads.inter_op", "hydra.run.dir")
 TOP_KEYS = ("description", "seed", "overrides", "objective", "sampler", "pruner", "params",
             "enqueue")
 FIELDS = {"float": ("low", "high", "log", "step"), "int": ("low", "high", "log", "step"),

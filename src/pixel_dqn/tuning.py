@@ -218,7 +218,7 @@ def work(settings: StudySettings, index: int = 0) -> int:
                 storage.record_heartbeat(trial._trial_id)
                 overrides = last_wins([*space.overrides, *settings.extra_overrides,
                                        *space.suggest(trial), f"seed={space.seed}",
-                                       "threads.intra_op=1"])
+                                       "threads.intra_op=1", "threads.inter_op=1"])
                 trial.set_user_attr("overrides", overrides)
                 # a retried trial keeps its run dir: train.py resumes there from its checkpoint
                 trial.set_user_attr("run_dir", trial.user_attrs.get("run_dir",
