@@ -34,6 +34,8 @@ ROOT = Path(__file__).resolve().parents[1]
 Stage = Callable[[], tuple[Callable[[int], None], Callable[[], None]]]
 """Builds fresh state for one repeat: returns ``step(i)`` (the work of env step ``i``) and
 ``close()``."""
+SEED_VIEW_FOLLOW = 1.0
+"""The stages time the window centred on the cart (the seed's view), as committed."""
 
 
 def _no_close() -> None:
@@ -113,7 +115,7 @@ def run(steps: int, slow_steps: int, repeats: int, num_envs: list[int], seed: in
     states = trajectory(actions, seed)
     frames_env = make_single_env(render_mode="rgb_array").unwrapped
     frames_env.reset(seed=seed)
-    crop = CropWindow()
+    crop = CropWindow(follow=SEED_VIEW_FOLLOW)
     rows: list[dict] = []
 
     def add(name: str, what: str, us: float, per: int = 1) -> None:
@@ -149,13 +151,15 @@ def run(steps: int, slow_steps: int, repeats: int, num_envs: list[int], seed: in
         for mode in OBS_MODES:
             add(f"wrapper step: {renderer}, {mode}", "PixelObservation.step, gray 40x90",
                 median_us(env_stage(lambda r=renderer, m=mode: make_single_pixel_env(
-                    renderer=r, obs_mode=m), actions, seed), n, repeats))
+                    renderer=r, obs_mode=m, follow=SEED_VIEW_FOLLOW), actions, seed), n,
+                    repeats))
     for count in num_envs:
         for mode in ("sync", "async"):
             if mode == "async" and count == 1:
                 continue
             add(f"vector env: {count} x fast diff, {mode}", "per env step (one call steps all)",
-                median_us(vector_stage(count, mode, actions, seed), max(steps // count, 50),
+                median_us(vector_stage(count, mode, actions, seed, obs_mode="diff",
+                                       follow=SEED_VIEW_FOLLOW), max(steps // count, 50),
                           repeats), per=count)
     physics = rows[0]["us_per_env_step"]
     for row in rows:

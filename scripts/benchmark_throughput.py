@@ -7,10 +7,10 @@ Trains ``--steps`` env steps with ``scripts/train.py`` (periodic evaluations off
 is training alone; the warm-up of ``learning_starts`` random steps included), then reads the
 run's ``timing.json``: steps/s over the whole loop and microseconds per env step for acting,
 env stepping, replay writes, replay sampling and the gradient step. In the same invocation (the
-machine is shared: ratios are only fair within one run) it trains the same config with op
-determinism off and with TensorFlow's Eigen kernels instead of oneDNN, so the cost of each
-shows beside the main figure (``--no-variants`` skips them). Writes ``benchmarks/<name>.md`` and
-``.json`` with the machine, the command and the date.
+machine is shared: ratios are only fair within one run) it trains the same config with one
+inter-op thread, with op determinism off and with TensorFlow's Eigen kernels instead of oneDNN,
+so the gain or cost of each shows beside the main figure (``--no-variants`` skips them).
+Writes ``benchmarks/<name>.md`` and ``.json`` with the machine, the command and the date.
 """
 
 from __future__ import annotations
@@ -35,10 +35,13 @@ REFERENCES = (
      "steps, on a cv2-drawn patch", 237.0, "issue 11"),
     ("the same on the tutorial's pygame patch (what its users run)", 106.0, "issue 11"),
     ("this project before issue 11 (pixel defaults of then, Eigen kernels)", 205.0, "issue 11"),
+    ("this project at commit 3c44434 (oneDNN; before PixelConv, FusedAdam and two inter-op "
+     "threads)", 241.0, "this script at 3c44434, 2026-12-02"),
 )
 """(what, env steps/s, where the figure comes from): measured on this machine class by the
 issues named, not re-measured by this script."""
 VARIANTS = (
+    ("one op at a time (threads.inter_op=1)", ["threads.inter_op=1"], {}),
     ("op determinism off", ["deterministic=false"], {}),
     ("Eigen kernels (oneDNN off)", [], {ONEDNN_VARIABLE: "0"}),
 )

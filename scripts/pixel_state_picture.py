@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 from omegaconf import OmegaConf
 
+from pixel_dqn.config import PixelEnvConfig
 from pixel_dqn.envs import make_single_env
 from pixel_dqn.envs.screen import CropWindow, FastPatchRenderer, PygamePatchRenderer
 
@@ -49,7 +50,10 @@ def main() -> None:
                         help="the env config whose crop to draw")
     args = parser.parse_args()
 
-    env_cfg = OmegaConf.load(args.env)
+    # the env file sets what differs from its schema, whose defaults fill in the rest
+    env_yaml = OmegaConf.load(args.env)
+    env_cfg = OmegaConf.merge(OmegaConf.structured(PixelEnvConfig),
+                              {k: v for k, v in env_yaml.items() if k != "defaults"})
     crop = CropWindow(band=tuple(env_cfg.band), window=env_cfg.window, size=tuple(env_cfg.size),
                       follow=env_cfg.follow)
     renderers = {"pygame": PygamePatchRenderer(crop), "fast": FastPatchRenderer(crop)}

@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from pixel_dqn.agents.optimizers import FusedAdam
+from pixel_dqn.agents.optimizers import OPTIMIZER_CLASSES, FusedAdam
+from pixel_dqn.config import OPTIMIZERS
 from pixel_dqn.networks import build_mlp
 
 
@@ -36,3 +37,9 @@ def test_fused_adam_is_keras_adam_up_to_rounding():
 def test_fused_adam_refuses_what_it_does_not_implement():
     with pytest.raises(ValueError, match="amsgrad"):
         FusedAdam(amsgrad=True)
+
+
+def test_every_optimizer_choice_has_its_class():
+    """Validation accepts ``config.OPTIMIZERS``; the agent builds ``OPTIMIZER_CLASSES``."""
+    assert tuple(OPTIMIZER_CLASSES) == OPTIMIZERS
+    assert OPTIMIZER_CLASSES["adam"] is FusedAdam

@@ -2,8 +2,8 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from pixel_dqn.envs import make_pixel_env, make_single_pixel_env
-from pixel_dqn.envs.pixels import frames_for
+from pixel_dqn.envs import make_env, make_pixel_env, make_single_pixel_env
+from pixel_dqn.envs.pixels import FRAMES_METADATA, frames_for
 from pixel_dqn.networks import pixel_state
 
 
@@ -116,6 +116,16 @@ def test_rgb_patches_have_three_channels_per_frame():
 def test_unknown_mode_is_rejected_with_the_valid_ones():
     with pytest.raises(ValueError, match="diff, diff_current, stack"):
         frames_for("difff", 2)
+
+
+@pytest.mark.parametrize(("overrides", "frames"), [({"obs_mode": "diff_current"}, 2),
+                                                   ({"obs_mode": "stack", "stack": 3}, 3),
+                                                   ({"obs_mode": "diff", "diff_lag": 3}, 4)])
+def test_a_pixel_env_tells_how_many_frames_an_observation_stacks(overrides, frames):
+    """The replay reads it to store each frame once; a state env says nothing."""
+    envs = make_pixel_env(num_envs=2, **overrides)
+    assert envs.metadata[FRAMES_METADATA] == frames == envs.single_observation_space.shape[0]
+    assert FRAMES_METADATA not in make_env(num_envs=2).metadata
 
 
 def test_pixel_vector_env_autoresets_on_the_next_step():

@@ -17,9 +17,10 @@ import pixel_dqn.training as training
 from pixel_dqn.agents.dqn import DQNAgent
 from pixel_dqn.checkpoint import CheckpointStore
 from pixel_dqn.reproducibility import run_differences
-from pixel_dqn.run import Run, TrainingInterrupted
 from pixel_dqn.run_directory import train_command
+from pixel_dqn.run_state import TrainingInterrupted
 from pixel_dqn.stop_signals import StopSignals
+from pixel_dqn.trainer import Trainer
 
 # long enough (a few seconds of training) to be killed in the middle, checkpointing often
 STATE_RUN = (*STATE, "total_steps=3000", "model.hidden_sizes=[32]", "trainer.learning_starts=500",
@@ -220,7 +221,7 @@ def test_a_full_disk_stops_training_in_one_line_and_the_same_command_resumes(
 
 
 def _loop_without_checkpoints(step):
-    """The part of a run that ``Run.after_iteration`` reads, with checkpoints off."""
+    """The part of a run that ``Trainer.after_iteration`` reads, with checkpoints off."""
     return SimpleNamespace(state=SimpleNamespace(step=step, next_checkpoint=None),
                            cfg=OmegaConf.create({"checkpoint": {"enabled": False}}))
 
@@ -229,7 +230,7 @@ def test_a_stop_signal_stops_training_even_with_checkpoints_off():
     with StopSignals() as stop:
         os.kill(os.getpid(), signal.SIGTERM)
         with pytest.raises(TrainingInterrupted, match="SIGTERM at env step 7: no checkpoint"):
-            Run.after_iteration(_loop_without_checkpoints(7), stop)
+            Trainer.after_iteration(_loop_without_checkpoints(7), stop)
 
 
 def test_a_launcher_signal_is_handed_on_to_the_launchers_handler_after_the_step():
@@ -246,7 +247,7 @@ def test_a_launcher_signal_is_handed_on_to_the_launchers_handler_after_the_step(
             os.kill(os.getpid(), signal.SIGUSR2)
             assert calls == [] and stop.signum == signal.SIGUSR2  # deferred to the step's end
             with pytest.raises(SystemExit) as exited:
-                Run.after_iteration(_loop_without_checkpoints(7), stop)
+                Trainer.after_iteration(_loop_without_checkpoints(7), stop)
         assert exited.value.code == 144 and calls == [signal.SIGUSR2]
     finally:
         signal.signal(signal.SIGUSR2, previous)

@@ -6,7 +6,7 @@ import pytest
 
 from pixel_dqn.envs.screen import SCREEN_WIDTH, CropWindow, FastPatchRenderer, crop_frame
 
-CROP = CropWindow()
+CROP = CropWindow(follow=1.0)  # centred on the cart
 # the whole track in a fixed window (the track_view arm)
 TRACK = CropWindow(window=1.0, follow=0.0, size=(32, 120))
 

@@ -12,6 +12,7 @@ import pixel_dqn.training as training
 from pixel_dqn.metrics import COLUMNS
 from pixel_dqn.networks import load_q_network
 from pixel_dqn.replay import ReplayBuffer
+from pixel_dqn.trainer import Trainer
 
 
 def _rows(run_dir):
@@ -62,7 +63,7 @@ def test_keep_best_evaluates_and_saves_the_best_periodic_evaluations_network(
     compose_config, tmp_path, monkeypatch
 ):
     kept = {}
-    keep = training.Run.evaluate_if_due
+    keep = Trainer.evaluate_if_due
 
     def record_weights_at_each_evaluation(run):
         evals = run.state.evals
@@ -70,7 +71,7 @@ def test_keep_best_evaluates_and_saves_the_best_periodic_evaluations_network(
         if run.state.evals > evals:  # an evaluation ran: remember what it evaluated
             kept[run.state.step] = run.network().get_weights()
 
-    monkeypatch.setattr(training.Run, "evaluate_if_due", record_weights_at_each_evaluation)
+    monkeypatch.setattr(Trainer, "evaluate_if_due", record_weights_at_each_evaluation)
     cfg = compose_config(*STATE_SMOKE_OVERRIDES, "eval.keep_best=true", "eval.every_steps=100")
     training.train(cfg, tmp_path)
     evals = [(float(r["return"]), int(r["env_step"])) for r in _rows(tmp_path)

@@ -108,7 +108,8 @@ def test_a_study_prunes_by_construction_and_its_best_command_repeats_the_trial(t
 def test_a_killed_driver_rerun_counts_every_trial_once_and_resumes_its_run(tmp_path):
     space = _write_space(tmp_path / "tiny.yaml", TINY_SPACE)  # trial 0 pruned, trial 1 not
     study_dir = tmp_path / "study"
-    args = ("--space", str(space), "--dir", str(study_dir), "--trials", "2", "--heartbeat-s", "2")
+    # a heartbeat that a busy machine (the suite runs two test workers) cannot miss by accident
+    args = ("--space", str(space), "--dir", str(study_dir), "--trials", "2", "--heartbeat-s", "4")
     with open(tmp_path / "driver.log", "w") as log:
         driver = subprocess.Popen([*TUNE, *args], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 300

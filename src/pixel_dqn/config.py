@@ -1,8 +1,10 @@
-"""Typed configuration schemas, registered in Hydra's ConfigStore.
+"""Typed configuration schemas, registered in Hydra's ConfigStore: the home of every default.
 
 Each YAML file under ``conf/`` extends one of these dataclasses (through its defaults list), so
 Hydra rejects a wrongly typed value with the key's full name (``trainer.gamma``) before anything
 runs. ``pixel_dqn.validation.validate`` then checks the ranges that types cannot express.
+A schema's defaults are those of the default run (``conf/config.yaml``'s choices); a YAML file
+sets only what differs from its schema, and the builders' keyword defaults read the schema's.
 """
 
 from __future__ import annotations
@@ -12,6 +14,9 @@ from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
+
+OPTIMIZERS = ("adam", "rmsprop")
+"""``trainer.optimizer`` choices (pixel_dqn.agents.optimizers builds them)."""
 
 
 @dataclass
@@ -34,12 +39,15 @@ class EnvConfig:
 class StateEnvConfig(EnvConfig):
     """CartPole whose observation is the 4-float physics state."""
 
+    num_envs: int = 8
+
 
 @dataclass
 class PixelEnvConfig(EnvConfig):
     """CartPole seen as uint8 screen patches around the cart (pixel_dqn.envs.pixels)."""
 
     _target_: str = "pixel_dqn.envs.make_pixel_env"
+    num_envs: int = 4
     renderer: str = "fast"
     """``fast`` (OpenCV, draws the patch only) or ``pygame`` (gymnasium's full frame, cropped)."""
     band: list[float] = field(default_factory=lambda: [0.4, 0.8])
@@ -73,7 +81,7 @@ class MLPConfig:
 
     _target_: str = "pixel_dqn.networks.build_mlp"
     _partial_: bool = True
-    hidden_sizes: list[int] = field(default_factory=lambda: [256, 256])
+    hidden_sizes: list[int] = field(default_factory=lambda: [256])
     """Units of each hidden layer."""
     activation: str = "relu"
     """Keras activation name for hidden layers."""
@@ -91,15 +99,15 @@ class CNNConfig:
     """The env's observation mode: the first layer forms the diff from the stored frames."""
     gray: bool = MISSING
     """Whether the env's patches are gray (1 channel per frame) or RGB (3)."""
-    filters: list[int] = field(default_factory=lambda: [16, 32, 32])
+    filters: list[int] = field(default_factory=lambda: [8, 16])
     """Filters of each convolution."""
-    kernel_sizes: list[int] = field(default_factory=lambda: [5, 5, 5])
+    kernel_sizes: list[int] = field(default_factory=lambda: [8, 4])
     """Kernel size of each convolution."""
-    strides: list[int] = field(default_factory=lambda: [2, 2, 2])
+    strides: list[int] = field(default_factory=lambda: [4, 2])
     """Stride of each convolution."""
-    dense_sizes: list[int] = field(default_factory=lambda: [256])
+    dense_sizes: list[int] = field(default_factory=lambda: [128])
     """Units of the dense layers after the convolutions."""
-    dueling: bool = False
+    dueling: bool = True
     """Dueling head: Q = V + A - mean(A), from separate value and advantage streams."""
 
 
@@ -108,24 +116,24 @@ class DQNConfig:
     """DQN hyperparameters. ``instantiate(cfg.trainer)`` returns an instance of this class."""
 
     _target_: str = "pixel_dqn.config.DQNConfig"
-    buffer_size: int = 50_000
+    buffer_size: int = 100_000
     """Replay capacity in transitions."""
     learning_starts: int = 1_000
     """Env steps of uniform-random actions before the first gradient step."""
     batch_size: int = 64
     """Transitions per gradient step."""
-    train_freq: int = 4
+    train_freq: int = 16
     """Env steps between training phases."""
-    gradient_steps: int = 1
+    gradient_steps: int = 4
     """Gradient steps per training phase (replay ratio = gradient_steps / train_freq)."""
-    gamma: float = 0.99
+    gamma: float = 0.999
     """Discount factor, in [0, 1)."""
-    learning_rate: float = 1e-3
+    learning_rate: float = 5e-4
     """Adam learning rate at the start of training."""
-    final_learning_rate: float | None = None
+    final_learning_rate: float | None = 5e-5
     """If set, the learning rate decays linearly to this value at the end of the step budget."""
     optimizer: str = "adam"
-    """``adam`` or ``rmsprop`` (the optimizer of the Nature DQN)."""
+    """One of ``OPTIMIZERS``: ``adam`` or ``rmsprop`` (the optimizer of the Nature DQN)."""
     optimizer_epsilon: float = 1e-7
     """The optimizer's epsilon (added to the root of the second-moment estimate)."""
     max_grad_norm: float = 10.0
@@ -142,13 +150,13 @@ class DQNConfig:
     """Epsilon at the first step."""
     exploration_final_eps: float = 0.05
     """Epsilon after ``exploration_steps``."""
-    exploration_steps: int = 10_000
+    exploration_steps: int = 20_000
     """Env steps over which epsilon decays linearly."""
-    jit_compile: bool = True
+    jit_compile: bool = False
     """XLA-compile the fused update (faster for small MLPs on CPU: measure for your model)."""
-    n_step: int = 1
+    n_step: int = 10
     """Steps of reward summed before bootstrapping (1 = one-step TD)."""
-    prioritized: bool = False
+    prioritized: bool = True
     """Proportional prioritized replay (sum tree) with importance-sampling weights."""
     priority_alpha: float = 0.6
     """How much priorities skew sampling: 0 is uniform."""
@@ -245,7 +253,7 @@ class Config:
     trainer: Any = MISSING
     seed: int = 0
     """The one seed everything (networks, replay, exploration, envs) is derived from."""
-    total_steps: int = 50_000
+    total_steps: int = 100_000
     """Env step budget."""
     eval: EvalConfig = field(default_factory=EvalConfig)
     threads: ThreadsConfig = field(default_factory=ThreadsConfig)
@@ -285,14 +293,3 @@ def register_configs() -> None:
     store.store(group="model", name="base_cnn", node=CNNConfig)
     store.store(group="trainer", name="base_dqn", node=DQNConfig)
     store.store(group="trainer", name="base_reinforce", node=ReinforceConfig)
-
-
-def flatten_config(tree: dict, prefix: str = "") -> dict:
-    """A nested config as ``{"trainer.gamma": 0.99, ...}`` (dotted keys, leaf values)."""
-    flat = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            flat.update(flatten_config(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat

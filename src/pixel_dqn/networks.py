@@ -9,15 +9,19 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from pixel_dqn.config import CNNConfig, MLPConfig, PixelEnvConfig
 from pixel_dqn.envs.pixels import OBS_MODES
+
+# keyword defaults are the config schemas' (pixel_dqn.config): one home for each default
+MLP, CNN = MLPConfig(), CNNConfig()
 
 
 def build_mlp(
     obs_shape: Sequence[int],
     num_actions: int,
-    hidden_sizes: Sequence[int] = (256, 256),
-    activation: str = "relu",
-    dueling: bool = False,
+    hidden_sizes: Sequence[int] = tuple(MLP.hidden_sizes),
+    activation: str = MLP.activation,
+    dueling: bool = MLP.dueling,
     head: str = "q",
 ) -> keras.Model:
     """Fully connected network: one Q-value per action, or P(left) with ``head="policy"``."""
@@ -164,13 +168,13 @@ class PixelConv(keras.layers.Layer):
 def build_cnn(
     obs_shape: Sequence[int],
     num_actions: int,
-    obs_mode: str = "diff",
-    gray: bool = True,
-    filters: Sequence[int] = (16, 32, 32),
-    kernel_sizes: Sequence[int] = (5, 5, 5),
-    strides: Sequence[int] = (2, 2, 2),
-    dense_sizes: Sequence[int] = (256,),
-    dueling: bool = False,
+    obs_mode: str = PixelEnvConfig.obs_mode,
+    gray: bool = PixelEnvConfig.gray,
+    filters: Sequence[int] = tuple(CNN.filters),
+    kernel_sizes: Sequence[int] = tuple(CNN.kernel_sizes),
+    strides: Sequence[int] = tuple(CNN.strides),
+    dense_sizes: Sequence[int] = tuple(CNN.dense_sizes),
+    dueling: bool = CNN.dueling,
     head: str = "q",
 ) -> keras.Model:
     """Convolutional network over uint8 patch stacks (the diff is formed inside the model):

@@ -17,7 +17,7 @@ import numpy as np
 import yaml
 from scipy import stats
 
-from pixel_dqn.config import flatten_config
+from pixel_dqn.flat_config import flatten_config
 from pixel_dqn.run_directory import (
     EVAL_FILE,
     RUN_CONFIG_FILE,

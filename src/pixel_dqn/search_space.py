@@ -18,7 +18,8 @@ import optuna
 import yaml
 from omegaconf import DictConfig, OmegaConf
 
-from pixel_dqn.config import flatten_config, register_configs
+from pixel_dqn.config import register_configs
+from pixel_dqn.flat_config import flatten_config
 from pixel_dqn.validation import ConfigError, validate
 
 SPACE_DIR = "search"

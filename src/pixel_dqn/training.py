@@ -1,4 +1,4 @@
-"""``train(cfg, run_dir)``: seed, build, run the configured trainer's loop, evaluate, export.
+"""``train(cfg, run_dir)``: the wiring from a config to its trainer (seeds, threads, files).
 
 A run is kill-safe: it checkpoints every ``checkpoint.every_steps`` env steps, at the end and
 when it receives SIGTERM or SIGINT, and the same command in the same run directory resumes from
@@ -7,9 +7,6 @@ the newest complete checkpoint, continuing exactly as if it had never stopped.
 
 from __future__ import annotations
 
-import contextlib
-import errno
-import json
 import logging
 from pathlib import Path
 
@@ -19,31 +16,24 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from pixel_dqn.checkpoint import Checkpoint, CheckpointStore
-from pixel_dqn.config import DQNConfig, ReinforceConfig, flatten_config
+from pixel_dqn.config import DQNConfig, ReinforceConfig
 from pixel_dqn.envs.display import VirtualDisplay
 from pixel_dqn.evaluation import EvalResult
+from pixel_dqn.flat_config import flatten_config
 from pixel_dqn.metrics import MetricsWriter
-from pixel_dqn.run import NonFiniteError, Run, RunSeeds, RunWriteError, TrainingInterrupted
-from pixel_dqn.run_directory import (
-    CHECKPOINT_DIR,
-    EVAL_FILE,
-    MODEL_FILE,
-    RUN_CONFIG_FILE,
-    TIMING_FILE,
-)
+from pixel_dqn.run_directory import CHECKPOINT_DIR, RUN_CONFIG_FILE
+from pixel_dqn.run_state import NonFiniteError, RunSeeds, RunWriteError, TrainingInterrupted
 from pixel_dqn.runtime import configure_threads
-from pixel_dqn.stop_signals import StopSignals
-from pixel_dqn.trainers.dqn import DQNRun
-from pixel_dqn.trainers.reinforce import ReinforceRun
+from pixel_dqn.trainer import Trainer
+from pixel_dqn.trainers.dqn import DQNTrainer
+from pixel_dqn.trainers.reinforce import ReinforceTrainer
 from pixel_dqn.validation import ConfigError, validate
 
-__all__ = ["CHECKPOINT_DIR", "NonFiniteError", "RunWriteError", "TrainingInterrupted", "build_run",
-           "train"]
+__all__ = ["CHECKPOINT_DIR", "TRAINERS", "NonFiniteError", "RunWriteError", "TrainingInterrupted",
+           "build_trainer", "train"]
 
-# the run class of each trainer config schema (a new trainer registers here)
-TRAINERS: dict[type, type[Run]] = {DQNConfig: DQNRun, ReinforceConfig: ReinforceRun}
-# a write to the run directory failed for want of room: say what survived, in one line
-RUN_DIR_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS)
+# the trainer of each trainer config schema (a new trainer registers here)
+TRAINERS: dict[type, type[Trainer]] = {DQNConfig: DQNTrainer, ReinforceConfig: ReinforceTrainer}
 # keys that do not change what a run computes: a resumed run may change them
 RESUME_MAY_CHANGE = ("progress_interval_s", "display", "threads", "checkpoint")
 
@@ -78,68 +68,21 @@ def train(
     writer = MetricsWriter(run_dir, tensorboard=cfg.tensorboard,
                            resume_from=None if checkpoint is None else checkpoint.state["metrics"])
     try:
-        run = build_run(cfg, seeds, store, writer)
+        trainer = build_trainer(cfg, run_dir, seeds, store, writer)
     except BaseException:
         writer.close()
         raise
-    if checkpoint is None:
-        run.start()
-    else:
-        run.restore(checkpoint)
-        print(f"resuming from {checkpoint.path} (env step {checkpoint.step})", flush=True)
-    try:
-        run.begin_session()
-        with StopSignals() as stop:
-            run.loop(stop)
-        final = _finish(cfg, run, run_dir)
-    except OSError as error:
-        if error.errno not in RUN_DIR_FULL:
-            raise
-        raise RunWriteError(run_dir, run.state.step, error, store.paths()) from error
-    finally:
-        run.progress.close()
-        with contextlib.suppress(OSError):  # rows are flushed as written: nothing is lost
-            run.writer.close()
-        run.envs.close()
-    return final
+    return trainer.train(checkpoint)
 
 
-def _finish(cfg: DictConfig, run: Run, run_dir: Path) -> EvalResult:
-    """The last checkpoint, the final evaluation (of the kept network with ``eval.keep_best``),
-    then model.keras, eval.json and timing.json."""
-    timing = run.timing()
-    if cfg.checkpoint.enabled and run.saved_step != run.state.step:
-        run.save_checkpoint()  # the end of training (unless resumed from it)
-    final = run.evaluate(cfg.eval.final_episodes, index=-1)
-    last_network = None
-    if cfg.eval.keep_best and run.state.best is not None:
-        last_network = final
-        run.network().set_weights(run.state.best[2])
-        final = run.evaluate(cfg.eval.final_episodes, index=-1)
-    run.network().save(run_dir / MODEL_FILE)
-    record = final.to_dict()
-    if last_network is not None:
-        record["last_network"] = last_network.summary()
-        best_eval, best_step, _ = run.state.best
-        record["kept_from"] = {"env_step": best_step, "periodic_eval": best_eval}
-        print(f"the last network's final eval: {_format_eval(last_network.summary())}; "
-              f"below: the network kept at env step {best_step} (periodic eval {best_eval:.1f})",
-              flush=True)
-    (run_dir / EVAL_FILE).write_text(json.dumps(record, indent=2) + "\n")
-    (run_dir / TIMING_FILE).write_text(json.dumps(timing, indent=2) + "\n")
-    print(f"final greedy eval over {cfg.eval.final_episodes} episodes: "
-          f"{_format_eval(final.summary())} -> {run_dir}", flush=True)
-    return final
-
-
-def build_run(cfg: DictConfig, seeds: RunSeeds, store: CheckpointStore,
-              writer: MetricsWriter) -> Run:
-    """The configured trainer's run, with its envs, networks and optimizer built."""
+def build_trainer(cfg: DictConfig, run_dir: Path, seeds: RunSeeds, store: CheckpointStore,
+                  writer: MetricsWriter) -> Trainer:
+    """The configured trainer, with its envs, networks and optimizer built."""
     hparams = instantiate(cfg.trainer)
-    run_class = TRAINERS[type(hparams)]
-    make_envs = run_class.env_factory(instantiate(cfg.env), hparams)
-    return run_class(cfg, hparams, make_envs(), make_envs, instantiate(cfg.model), seeds, store,
-                     writer)
+    trainer_class = TRAINERS[type(hparams)]
+    make_envs = trainer_class.env_factory(instantiate(cfg.env), hparams)
+    return trainer_class(cfg, hparams, run_dir, make_envs(), make_envs, instantiate(cfg.model),
+                         seeds, store, writer)
 
 
 def _check_resumable(cfg: DictConfig, checkpoint: Checkpoint) -> None:
@@ -154,12 +97,3 @@ def _check_resumable(cfg: DictConfig, checkpoint: Checkpoint) -> None:
             f"{saved.get(key)!r} in {checkpoint.path.parent.parent}: rerun with the same "
             f"overrides to resume, or choose a new hydra.run.dir"
         )
-
-
-
-def _format_eval(summary: dict) -> str:
-    endings = ", ".join(f"{count} {ending.replace('_', ' ')}"
-                        for ending, count in summary["ended_by"].items() if count)
-    return (f"mean {summary['mean']:.1f} +- {summary['std']:.1f} "
-            f"(min {summary['min']:.0f}, max {summary['max']:.0f})"
-            + (f"; ended by: {endings}" if endings else ""))

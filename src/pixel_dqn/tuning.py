@@ -30,7 +30,7 @@ import optuna
 import yaml
 from optuna.trial import TrialState
 
-from pixel_dqn.config import flatten_config
+from pixel_dqn.flat_config import flatten_config
 from pixel_dqn.search_space import SearchSpace, check_against_config
 from pixel_dqn.tuning_trial import (
     StopRequest,

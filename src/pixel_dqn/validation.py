@@ -10,14 +10,15 @@ from typing import Any
 from omegaconf import DictConfig
 
 from pixel_dqn.config import (
+    OPTIMIZERS,
     CNNConfig,
     DQNConfig,
     PixelEnvConfig,
     ReinforceConfig,
     config_class,
 )
-
-OPTIMIZERS = ("adam", "rmsprop")
+from pixel_dqn.envs.factory import RENDERERS, VECTOR_MODES
+from pixel_dqn.envs.pixels import OBS_MODES
 
 
 class ConfigError(ValueError):
@@ -27,6 +28,10 @@ class ConfigError(ValueError):
 def _require(ok: bool, key: str, value: Any, valid: str) -> None:
     if not ok:
         raise ConfigError(f"{key}={value!r} is invalid: must be {valid}")
+
+
+def _one_of(choices: tuple[str, ...]) -> str:
+    return f"one of {', '.join(choices)}"
 
 
 def validate(cfg: DictConfig) -> None:
@@ -68,14 +73,12 @@ def validate(cfg: DictConfig) -> None:
 
 
 def _validate_env(env: DictConfig) -> None:
-    _require(env.vector_mode in ("sync", "async"), "env.vector_mode", env.vector_mode,
-             "one of sync, async")
+    _require(env.vector_mode in VECTOR_MODES, "env.vector_mode", env.vector_mode,
+             _one_of(VECTOR_MODES))
     if config_class(env) is not PixelEnvConfig:
         return
-    _require(env.renderer in ("fast", "pygame"), "env.renderer", env.renderer,
-             "one of fast, pygame")
-    _require(env.obs_mode in ("diff", "diff_current", "stack"), "env.obs_mode", env.obs_mode,
-             "one of diff, diff_current, stack")
+    _require(env.renderer in RENDERERS, "env.renderer", env.renderer, _one_of(RENDERERS))
+    _require(env.obs_mode in OBS_MODES, "env.obs_mode", env.obs_mode, _one_of(OBS_MODES))
     band = list(env.band)
     _require(len(band) == 2 and 0 <= band[0] < band[1] <= 1, "env.band", band,
              "[top, bottom] fractions of the screen height with 0 <= top < bottom <= 1")
@@ -123,8 +126,7 @@ def _validate_dqn(t: DictConfig) -> None:
         _require(t[key] > 0, f"trainer.{key}", t[key], "a positive integer")
     for key in ("learning_rate", "optimizer_epsilon", "max_grad_norm", "huber_delta"):
         _require(t[key] > 0, f"trainer.{key}", t[key], "> 0")
-    _require(t.optimizer in OPTIMIZERS, "trainer.optimizer", t.optimizer,
-             f"one of {', '.join(OPTIMIZERS)}")
+    _require(t.optimizer in OPTIMIZERS, "trainer.optimizer", t.optimizer, _one_of(OPTIMIZERS))
     _require(0 <= t.gamma < 1, "trainer.gamma", t.gamma, "in [0, 1)")
     _require(0 < t.tau <= 1, "trainer.tau", t.tau, "in (0, 1]")
     for key in ("exploration_initial_eps", "exploration_final_eps"):

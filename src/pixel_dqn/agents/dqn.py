@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from pixel_dqn.agents.optimizers import OPTIMIZERS
+from pixel_dqn.agents.optimizers import OPTIMIZER_CLASSES
 from pixel_dqn.agents.variables import assign_arrays, variables_to_arrays
 from pixel_dqn.config import DQNConfig
 from pixel_dqn.networks import greedy_policy
@@ -63,7 +63,7 @@ class DQNAgent:
             learning_rate = keras.optimizers.schedules.PolynomialDecay(
                 hparams.learning_rate, max(total_gradient_steps, 1), hparams.final_learning_rate
             )
-        self.optimizer = OPTIMIZERS[hparams.optimizer](
+        self.optimizer = OPTIMIZER_CLASSES[hparams.optimizer](
             learning_rate=learning_rate,
             epsilon=hparams.optimizer_epsilon,
             global_clipnorm=hparams.max_grad_norm,

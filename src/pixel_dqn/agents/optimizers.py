@@ -37,5 +37,5 @@ class FusedAdam(keras.optimizers.Adam):
                 **shared)
 
 
-OPTIMIZERS = {"adam": FusedAdam, "rmsprop": keras.optimizers.RMSprop}
-"""The optimizer classes by ``trainer.optimizer`` name."""
+OPTIMIZER_CLASSES = {"adam": FusedAdam, "rmsprop": keras.optimizers.RMSprop}
+"""The optimizer class of each ``trainer.optimizer`` choice (``pixel_dqn.config.OPTIMIZERS``)."""

@@ -8,8 +8,10 @@ from functools import partial
 
 import gymnasium as gym
 
+from pixel_dqn.config import EnvConfig, StateEnvConfig
 from pixel_dqn.envs.pixels import PatchRenderer, PixelObservation, frames_for
 from pixel_dqn.envs.screen import (
+    PIXELS,
     CropWindow,
     FastPatchRenderer,
     PygamePatchRenderer,
@@ -18,6 +20,7 @@ from pixel_dqn.envs.screen import (
 
 VECTOR_MODES = ("sync", "async")
 RENDERERS = ("fast", "pygame")
+# keyword defaults are the config schemas' (pixel_dqn.config): one home for each default
 
 
 class CartOffTrackInfo(gym.Wrapper):
@@ -33,8 +36,8 @@ class CartOffTrackInfo(gym.Wrapper):
 
 
 def make_single_env(
-    id: str = "CartPole-v1",
-    max_episode_steps: int | None = None,
+    id: str = EnvConfig.id,
+    max_episode_steps: int | None = EnvConfig.max_episode_steps,
     render_mode: str | None = None,
 ) -> gym.Env:
     """Create one environment; the project's single call to ``gym.make``.
@@ -50,12 +53,12 @@ def make_single_env(
 
 
 def make_patch_renderer(
-    renderer: str = "fast",
-    band: Sequence[float] = (0.4, 0.8),
-    window: float = 0.6,
-    size: Sequence[int] = (40, 90),
-    gray: bool = True,
-    follow: float = 1.0,
+    renderer: str = PIXELS.renderer,
+    band: Sequence[float] = tuple(PIXELS.band),
+    window: float = PIXELS.window,
+    size: Sequence[int] = tuple(PIXELS.size),
+    gray: bool = PIXELS.gray,
+    follow: float = PIXELS.follow,
 ) -> PatchRenderer:
     """The ``fast`` or ``pygame`` patch renderer for a crop window (see ``envs.screen``)."""
     if renderer not in RENDERERS:
@@ -67,12 +70,12 @@ def make_patch_renderer(
 
 
 def make_single_pixel_env(
-    id: str = "CartPole-v1",
-    max_episode_steps: int | None = None,
-    renderer: str | PatchRenderer = "fast",
-    obs_mode: str = "diff",
-    stack: int = 4,
-    diff_lag: int = 1,
+    id: str = PIXELS.id,
+    max_episode_steps: int | None = PIXELS.max_episode_steps,
+    renderer: str | PatchRenderer = PIXELS.renderer,
+    obs_mode: str = PIXELS.obs_mode,
+    stack: int = PIXELS.stack,
+    diff_lag: int = PIXELS.diff_lag,
     **crop_kwargs,
 ) -> gym.Env:
     """One CartPole whose observations are uint8 patches around the cart (see PixelObservation).
@@ -99,10 +102,10 @@ def vectorize(factory: Callable[[], gym.Env], num_envs: int, mode: str) -> gym.v
 
 
 def make_env(
-    id: str = "CartPole-v1",
-    max_episode_steps: int | None = None,
-    num_envs: int = 1,
-    vector_mode: str = "sync",
+    id: str = StateEnvConfig.id,
+    max_episode_steps: int | None = StateEnvConfig.max_episode_steps,
+    num_envs: int = StateEnvConfig.num_envs,
+    vector_mode: str = StateEnvConfig.vector_mode,
     render_mode: str | None = None,
 ) -> gym.vector.VectorEnv:
     """State CartPole as a vector env: training and evaluation always see one.
@@ -115,20 +118,20 @@ def make_env(
 
 
 def make_pixel_env(
-    id: str = "CartPole-v1",
-    max_episode_steps: int | None = None,
-    num_envs: int = 1,
-    vector_mode: str = "sync",
-    renderer: str = "fast",
-    band: Sequence[float] = (0.4, 0.8),
-    window: float = 0.6,
-    size: Sequence[int] = (40, 90),
-    gray: bool = True,
-    obs_mode: str = "diff",
-    stack: int = 4,
-    follow: float = 1.0,
-    diff_lag: int = 1,
-    track_rows: int = 0,
+    id: str = PIXELS.id,
+    max_episode_steps: int | None = PIXELS.max_episode_steps,
+    num_envs: int = PIXELS.num_envs,
+    vector_mode: str = PIXELS.vector_mode,
+    renderer: str = PIXELS.renderer,
+    band: Sequence[float] = tuple(PIXELS.band),
+    window: float = PIXELS.window,
+    size: Sequence[int] = tuple(PIXELS.size),
+    gray: bool = PIXELS.gray,
+    obs_mode: str = PIXELS.obs_mode,
+    stack: int = PIXELS.stack,
+    follow: float = PIXELS.follow,
+    diff_lag: int = PIXELS.diff_lag,
+    track_rows: int = PIXELS.track_rows,
 ) -> gym.vector.VectorEnv:
     """Pixel CartPole as a vector env, its sub-envs sharing one renderer (one patch memo).
 

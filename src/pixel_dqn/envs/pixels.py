@@ -8,6 +8,9 @@ import gymnasium as gym
 import numpy as np
 
 OBS_MODES = ("diff", "diff_current", "stack")
+FRAMES_METADATA = "observation_frames"
+"""``env.metadata`` key of a pixel env (and its vector env): the patches one observation
+stacks along its first axis. A replay stores each patch once and rebuilds observations."""
 
 
 class PatchRenderer(Protocol):
@@ -42,6 +45,7 @@ class PixelObservation(gym.Wrapper):
         self._renderer = renderer
         self._history = np.zeros((frames, *renderer.shape), np.uint8)
         self.observation_space = gym.spaces.Box(0, 255, self._history.shape, np.uint8)
+        self.metadata = {**env.metadata, FRAMES_METADATA: frames}
 
     def reset(self, **kwargs: Any) -> tuple[np.ndarray, dict]:
         _, info = self.env.reset(**kwargs)

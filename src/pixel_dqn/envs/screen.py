@@ -16,6 +16,10 @@ import cv2
 import gymnasium as gym
 import numpy as np
 
+from pixel_dqn.config import PixelEnvConfig
+
+PIXELS = PixelEnvConfig()  # the crop's defaults are the config schema's
+
 # gymnasium.envs.classic_control.cartpole.CartPoleEnv.render (gymnasium 1.4), in screen pixels
 SCREEN_WIDTH, SCREEN_HEIGHT = 600, 400
 X_THRESHOLD = 2.4
@@ -36,13 +40,13 @@ def _gray(rgb: tuple[int, int, int]) -> int:
 class CropWindow:
     """Which part of the screen becomes the patch, and the patch's size in pixels."""
 
-    band: tuple[float, float] = (0.4, 0.8)
+    band: tuple[float, float] = tuple(PIXELS.band)
     """Top and bottom of the band, as fractions of the screen height (0 = top)."""
-    window: float = 0.6
+    window: float = PIXELS.window
     """Width of the window, as a fraction of the screen width, centred on the cart."""
-    size: tuple[int, int] = (40, 90)
+    size: tuple[int, int] = tuple(PIXELS.size)
     """Patch height and width after resizing."""
-    follow: float = 1.0
+    follow: float = PIXELS.follow
     """How far the window's centre follows the cart: 1 keeps the cart in the middle (its
     position shows only where the window clamps at the screen edges), 0.5 moves the window
     half as far as the cart, so the cart's place in the patch gives its position on the track

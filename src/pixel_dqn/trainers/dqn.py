@@ -10,12 +10,14 @@ import numpy as np
 
 from pixel_dqn.agents.dqn import DQNAgent
 from pixel_dqn.augmentation import random_shift
-from pixel_dqn.config import DQNConfig, PixelEnvConfig, config_class
+from pixel_dqn.config import DQNConfig
+from pixel_dqn.envs.pixels import FRAMES_METADATA
 from pixel_dqn.episodes import EpisodeTally
 from pixel_dqn.replay import Batch, ReplayBuffer
-from pixel_dqn.run import LoopState, Run
+from pixel_dqn.run_state import LoopState
 from pixel_dqn.schedules import LinearSchedule
 from pixel_dqn.stop_signals import StopSignals
+from pixel_dqn.trainer import Trainer
 
 
 @dataclass
@@ -28,12 +30,12 @@ class DQNLoopState(LoopState):
     since_sync: int = 0
 
 
-class DQNRun(Run):
+class DQNTrainer(Trainer):
     """DQN on a vector env with a replay buffer and a target network."""
 
-    def __init__(self, cfg, hparams: DQNConfig, envs, make_envs, build_model, seeds, store,
-                 writer):
-        super().__init__(cfg, hparams, envs, make_envs, seeds, store, writer)
+    def __init__(self, cfg, hparams: DQNConfig, run_dir, envs, make_envs, build_model, seeds,
+                 store, writer):
+        super().__init__(cfg, hparams, run_dir, envs, make_envs, seeds, store, writer)
         obs_space, action_space = envs.single_observation_space, envs.single_action_space
         total_gradient_steps = (max(cfg.total_steps - hparams.learning_starts, 0)
                                 // hparams.train_freq * hparams.gradient_steps)
@@ -43,7 +45,7 @@ class DQNRun(Run):
             hparams.buffer_size, obs_space.shape, obs_space.dtype,
             np.random.default_rng(seeds.replay), num_envs=envs.num_envs,
             # pixel observations are frame stacks: the replay stores each frame once
-            history=obs_space.shape[0] if config_class(cfg.env) is PixelEnvConfig else None,
+            history=envs.metadata.get(FRAMES_METADATA),
             n_step=hparams.n_step, gamma=hparams.gamma, prioritized=hparams.prioritized,
             alpha=hparams.priority_alpha, priority_eps=hparams.priority_eps,
         )

@@ -10,8 +10,9 @@ import numpy as np
 
 from pixel_dqn.agents.reinforce import ReinforceAgent, discount_and_normalize_rewards
 from pixel_dqn.config import ReinforceConfig
-from pixel_dqn.run import LoopState, Run
+from pixel_dqn.run_state import LoopState
 from pixel_dqn.stop_signals import StopSignals
+from pixel_dqn.trainer import Trainer
 from pixel_dqn.validation import ConfigError
 
 
@@ -29,7 +30,7 @@ class Episodes:
     rewards: list[np.ndarray]  # per episode
 
 
-class ReinforceRun(Run):
+class ReinforceTrainer(Trainer):
     """REINFORCE with a Bernoulli policy network; episodes are played side by side."""
 
     progress_units = "update"
@@ -40,9 +41,9 @@ class ReinforceRun(Run):
         return partial(make_envs, num_envs=hparams.episodes_per_update,
                        max_episode_steps=hparams.max_episode_steps)
 
-    def __init__(self, cfg, hparams: ReinforceConfig, envs, make_envs, build_model, seeds,
-                 store, writer):
-        super().__init__(cfg, hparams, envs, make_envs, seeds, store, writer)
+    def __init__(self, cfg, hparams: ReinforceConfig, run_dir, envs, make_envs, build_model,
+                 seeds, store, writer):
+        super().__init__(cfg, hparams, run_dir, envs, make_envs, seeds, store, writer)
         if envs.single_action_space.n != 2:
             raise ConfigError(f"trainer=reinforce needs a two-action env, not "
                               f"{envs.single_action_space.n} actions")

@@ -1,18 +1,20 @@
-"""What every trainer's run shares: seeds, loop state, evaluation rows, checkpoints.
+"""``Trainer``: one training run from its first step to eval.json; each algorithm subclasses it.
 
-A trainer subclasses ``Run`` and writes its ``loop``; checkpointing (periodic, at the end and on
-SIGTERM/SIGINT), restoring, evaluation and the non-finite guard are here, once.
+A trainer subclass writes its ``loop`` (and what it checkpoints); the lifecycle is here, once:
+start or resume, checkpoints (periodic, at the end and on SIGTERM/SIGINT), periodic and final
+evaluations, the non-finite guard, and the files a finished run leaves (model.keras, eval.json,
+timing.json).
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import json
 import math
 import random
-import signal
 import time
-from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,83 +26,29 @@ from pixel_dqn.checkpoint import Checkpoint, CheckpointStore
 from pixel_dqn.envs.snapshot import restore_envs, snapshot_envs
 from pixel_dqn.evaluation import EvalResult, Policy, run_episodes
 from pixel_dqn.metrics import MetricsWriter, Progress
+from pixel_dqn.run_directory import EVAL_FILE, MODEL_FILE, TIMING_FILE
+from pixel_dqn.run_state import (
+    LoopState,
+    NonFiniteError,
+    RunSeeds,
+    RunWriteError,
+    TrainingInterrupted,
+)
 from pixel_dqn.stop_signals import StopSignals
 from pixel_dqn.timing import PhaseTimer
 
-
-@dataclass(frozen=True)
-class RunSeeds:
-    """Independent seeds for every random stream, all derived from the one config seed
-    (generate_state is a prefix-stable stream: a new field leaves the others unchanged)."""
-
-    tf: int
-    env: int
-    replay: int
-    exploration: int
-    eval: int
-    augment: int
-
-    @classmethod
-    def from_seed(cls, seed: int) -> RunSeeds:
-        return cls(*np.random.SeedSequence(seed).generate_state(6).tolist())
+# a write to the run directory failed for want of room: say what survived, in one line
+RUN_DIR_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS)
 
 
-class TrainingInterrupted(Exception):
-    """A stop signal ended training (after writing a checkpoint, if checkpoints are on)."""
+class Trainer:
+    """One training run: envs, an agent and the loop over them; subclasses write ``loop``."""
 
-    def __init__(self, signum: int, step: int, checkpoint: Path | None) -> None:
-        saved = ("no checkpoint (checkpoint.enabled=false)" if checkpoint is None else
-                 f"checkpoint {checkpoint} written; rerun the same command to resume")
-        super().__init__(f"{signal.Signals(signum).name} at env step {step}: {saved}")
-        self.signum = signum
-
-
-class RunWriteError(OSError):
-    """A file of the run directory could not be written (disk full, quota, read-only)."""
-
-    def __init__(self, run_dir: Path, step: int, error: OSError, kept: list[Path]) -> None:
-        if kept:
-            where = (f"the last complete checkpoint is {kept[-1]}; free space and rerun the "
-                     f"same command to resume from it")
-        else:
-            where = "no checkpoint was complete; free space and rerun the same command"
-        super().__init__(error.errno, f"could not write to {run_dir} at env step {step} "
-                         f"({error.strerror or error}): training stopped, {where}")
-
-    def __str__(self) -> str:
-        return str(self.strerror)
-
-
-class NonFiniteError(ArithmeticError):
-    """The loss or the network outputs stopped being finite; no checkpoint is written."""
-
-
-@dataclass
-class LoopState:
-    """What a training loop carries from one iteration to the next (all checkpointed)."""
-
-    next_eval: int
-    next_checkpoint: int | None
-    step: int = 0  # env steps
-    episodes: int = 0
-    evals: int = 0
-    seconds: float = 0.0  # wall-clock seconds of the earlier sessions of a resumed run
-    recent_returns: deque = field(default_factory=lambda: deque(maxlen=20))
-    last: dict = field(default_factory=dict)  # the latest training metrics (loss, ...)
-    last_eval: str = "-"
-    # eval.keep_best: (mean return, env step, evaluated network's weights) of the best eval
-    best: tuple[float, int, list] | None = None
-    phase_seconds: dict = field(default_factory=dict)
-
-
-class Run:
-    """One training run: envs, an agent, and the loop over them; subclasses write ``loop``."""
-
-    def __init__(self, cfg: DictConfig, hparams: Any, envs: gym.vector.VectorEnv,
+    def __init__(self, cfg: DictConfig, hparams: Any, run_dir: Path, envs: gym.vector.VectorEnv,
                  make_envs: Callable[..., gym.vector.VectorEnv], seeds: RunSeeds,
                  store: CheckpointStore, writer: MetricsWriter) -> None:
-        self.cfg, self.hparams, self.envs, self.seeds, self.store = (cfg, hparams, envs, seeds,
-                                                                     store)
+        self.cfg, self.hparams, self.run_dir = cfg, hparams, run_dir
+        self.envs, self.seeds, self.store = envs, seeds, store
         self._make_envs = make_envs
         self.rng = np.random.default_rng(seeds.exploration)  # the agent's own draws
         self.timer = PhaseTimer()
@@ -162,6 +110,59 @@ class Run:
         return {}
 
     # -- shared ------------------------------------------------------------------------------
+    def train(self, checkpoint: Checkpoint | None = None) -> EvalResult:
+        """Train from the start (or from ``checkpoint``) to the final evaluation, then write
+        model.keras, eval.json and timing.json; the envs and the metrics are closed after.
+
+        A full disk stops it with a ``RunWriteError`` naming the last complete checkpoint.
+        """
+        try:
+            if checkpoint is None:
+                self.start()
+            else:
+                self.restore(checkpoint)
+                print(f"resuming from {checkpoint.path} (env step {checkpoint.step})", flush=True)
+            self.begin_session()
+            with StopSignals() as stop:
+                self.loop(stop)
+            return self._finish()
+        except OSError as error:
+            if error.errno not in RUN_DIR_FULL:
+                raise
+            step = 0 if self._state is None else self._state.step
+            raise RunWriteError(self.run_dir, step, error, self.store.paths()) from error
+        finally:
+            self.progress.close()
+            with contextlib.suppress(OSError):  # rows are flushed as written: nothing is lost
+                self.writer.close()
+            self.envs.close()
+
+    def _finish(self) -> EvalResult:
+        """The last checkpoint, the final evaluation (of the kept network with
+        ``eval.keep_best``), then model.keras, eval.json and timing.json."""
+        cfg, s = self.cfg, self.state
+        timing = self.timing()
+        if cfg.checkpoint.enabled and self.saved_step != s.step:
+            self.save_checkpoint()  # the end of training (unless resumed from it)
+        final = self.evaluate(cfg.eval.final_episodes, index=-1)
+        record = {}
+        if cfg.eval.keep_best and s.best is not None:
+            best_eval, best_step, best_weights = s.best
+            record["last_network"] = final.summary()
+            print(f"the last network's final eval: {format_eval(final.summary())}; below: the "
+                  f"network kept at env step {best_step} (periodic eval {best_eval:.1f})",
+                  flush=True)
+            self.network().set_weights(best_weights)
+            final = self.evaluate(cfg.eval.final_episodes, index=-1)
+            record["kept_from"] = {"env_step": best_step, "periodic_eval": best_eval}
+        self.network().save(self.run_dir / MODEL_FILE)
+        record = {**final.to_dict(), **record}
+        (self.run_dir / EVAL_FILE).write_text(json.dumps(record, indent=2) + "\n")
+        (self.run_dir / TIMING_FILE).write_text(json.dumps(timing, indent=2) + "\n")
+        print(f"final greedy eval over {cfg.eval.final_episodes} episodes: "
+              f"{format_eval(final.summary())} -> {self.run_dir}", flush=True)
+        return final
+
     def elapsed(self) -> float:
         """Wall-clock seconds of training so far, earlier sessions included."""
         return time.perf_counter() - self._clock_start
@@ -284,3 +285,12 @@ class Run:
         self.state = state["loop"]
         self.timer.seconds.update(self.state.phase_seconds)
         self.saved_step = checkpoint.step
+
+
+def format_eval(summary: dict) -> str:
+    """An evaluation summary in one line: mean +- std (min, max); how its episodes ended."""
+    endings = ", ".join(f"{count} {ending.replace('_', ' ')}"
+                        for ending, count in summary["ended_by"].items() if count)
+    return (f"mean {summary['mean']:.1f} +- {summary['std']:.1f} "
+            f"(min {summary['min']:.0f}, max {summary['max']:.0f})"
+            + (f"; ended by: {endings}" if endings else ""))
