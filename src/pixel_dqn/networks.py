@@ -118,8 +118,8 @@ class PixelConv(keras.layers.Layer):
     Its kernel is that of a ``Conv2D`` over ``pixel_state(frames)`` (same shape, initialiser and
     function), but the state is never formed: the state is linear in the patches, so its
     weights (``state_frame_weights``) are folded into the kernel and the convolution runs over
-    the cast patches, transposed to channels. On a CPU this saves most of the state's cost (its
-    slices, difference and concatenation took as long as the convolution itself).
+    the cast patches, transposed to channels: the state's slices, difference and concatenation
+    are never run.
     """
 
     def __init__(self, obs_mode: str, channels: int, filters: int, kernel_size: int,
@@ -146,8 +146,8 @@ class PixelConv(keras.layers.Layer):
         ops, size, slots = keras.ops, self.kernel_size, len(self.frame_weights)
         if len(self.used_frames) < frames.shape[1]:
             frames = ops.take(frames, self.used_frames, axis=1)
-        # scaled before the transpose: else TensorFlow moves the cast after it, and transposing
-        # bytes is ~10x slower than transposing floats on a CPU
+        # scaled before the transpose: else TensorFlow's graph optimiser moves the cast after
+        # it, and its byte transpose is far slower than its float one on a CPU
         x = ops.cast(frames, "float32") * (1.0 / 255.0)
         if self.channels == 1:
             x = ops.expand_dims(x, -1)  # (batch, frames, H, W, channels)

@@ -11,9 +11,8 @@ class FusedAdam(keras.optimizers.Adam):
     """Keras's Adam (same hyperparameters, variables and formula), one graph op per variable.
 
     Keras's Adam updates each variable with about twenty small graph ops; TensorFlow's
-    ``ResourceApplyAdam`` does the same update in one. On a 2-core CPU each op costs tens of
-    microseconds to schedule whatever its size, so a pixel DQN gradient step is ~30% faster
-    (benchmarks/pixel_throughput.md). The results differ from ``keras.optimizers.Adam`` by float
+    ``ResourceApplyAdam`` does the same update in one, and on a small CPU every graph op costs
+    its scheduling whatever its size. The results differ from ``keras.optimizers.Adam`` by float
     rounding only (tests/test_optimizers.py). Gradient clipping, the learning-rate schedule and
     the step counter stay Keras's; amsgrad, weight decay and EMA are not supported.
     """

@@ -8,10 +8,9 @@ from functools import partial
 
 import gymnasium as gym
 
-from pixel_dqn.config import EnvConfig, StateEnvConfig
+from pixel_dqn.config import EnvConfig, PixelEnvConfig, StateEnvConfig
 from pixel_dqn.envs.pixels import PatchRenderer, PixelObservation, frames_for
 from pixel_dqn.envs.screen import (
-    PIXELS,
     CropWindow,
     FastPatchRenderer,
     PygamePatchRenderer,
@@ -20,7 +19,7 @@ from pixel_dqn.envs.screen import (
 
 VECTOR_MODES = ("sync", "async")
 RENDERERS = ("fast", "pygame")
-# keyword defaults are the config schemas' (pixel_dqn.config): one home for each default
+PIXELS = PixelEnvConfig()  # the keyword defaults below are the config schema's
 
 
 class CartOffTrackInfo(gym.Wrapper):
