@@ -20,6 +20,7 @@ from pixel_dqn.cli import (
     quiet_tensorflow_logs,
 )
 from pixel_dqn.config import register_configs
+from pixel_dqn.envs.display import VirtualDisplay
 from pixel_dqn.validation import validate
 
 quiet_tensorflow_logs()
@@ -36,10 +37,15 @@ def main(cfg: DictConfig) -> float:
     run_dir = Path(hydra_cfg.runtime.output_dir)
     try:
         with exit_on_user_error():
-            validate(cfg)  # before TensorFlow loads: a bad value fails in a second, in one line
+            # before TensorFlow loads: a bad value, a read-only directory or a missing Xvfb
+            # fails in a second, in one line
+            validate(cfg)
             check_writable(run_dir)
+            display = VirtualDisplay()
+            if cfg.display.virtual:
+                display.start()
             share_cores_between_parallel_jobs(cfg, hydra_cfg.launcher)
-            return _train(cfg, run_dir)
+            return _train(cfg, run_dir, display)
     except ReportedExit as stop:  # not submitit's requeue exit, which must reach submitit
         if hydra_cfg.mode == RunMode.MULTIRUN:
             raise JobFailed(f"job {hydra_cfg.job.num} ({run_dir.name}) failed with exit "
@@ -47,11 +53,11 @@ def main(cfg: DictConfig) -> float:
         raise
 
 
-def _train(cfg: DictConfig, run_dir: Path) -> float:
+def _train(cfg: DictConfig, run_dir: Path, display: VirtualDisplay) -> float:
     from pixel_dqn.training import NonFiniteError, RunWriteError, TrainingInterrupted, train
 
     try:
-        return train(cfg, run_dir).mean
+        return train(cfg, run_dir, display).mean
     except TrainingInterrupted as stop:
         print(f"stopped: {stop}", file=sys.stderr, flush=True)
         raise ReportedExit(128 + stop.signum) from None

@@ -112,8 +112,9 @@ def test_reinforce_on_pixels_runs(compose_config, tmp_path):
 
 @pytest.mark.slow
 def test_reinforce_sigterm_then_rerun_ends_identical(tmp_path):
-    overrides = (*REINFORCE, "trainer.updates=40", "checkpoint.every_steps=1500",
-                 "eval.every_steps=4000", "eval.episodes=3", "eval.final_episodes=5",
+    # 12 updates, about 7k env steps: the first checkpoint (800) lands early, the kill mid-run
+    overrides = (*REINFORCE, "trainer.updates=12", "checkpoint.every_steps=800",
+                 "eval.every_steps=1500", "eval.episodes=3", "eval.final_episodes=5",
                  "progress_interval_s=1000")
 
     def command(run_dir):
