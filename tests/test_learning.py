@@ -28,8 +28,8 @@ def test_state_dqn_learns_within_a_small_budget(compose_config, tmp_path):
 
 @pytest.mark.slow
 def test_the_learning_benchmark_runs_seeds_side_by_side_like_one_after_another(tmp_path):
-    """--parallel 2 gives each seed the result it gets alone (seed 1 after seed 0 shares the
-    cores with it), and says how it ran."""
+    """--parallel 2 gives a seed the result it gets when run alone (seed 1 here, side by side
+    with seed 0), and says how it ran."""
     tables = {}
     for parallel, seeds in ((1, ["1"]), (2, ["0", "1"])):
         name = f"test_parallel_{parallel}"
