@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -70,19 +71,23 @@ def run_once(work: Path) -> dict:
     ci = subprocess.run(["bash", ".ci/run"], cwd=clone, env=env, capture_output=True, text=True)
     ci_wall = time.perf_counter() - start
     if ci.returncode != 0:
-        sys.exit(f"error: bash .ci/run failed (exit status {ci.returncode}) in {clone}:\n"
-                 f"{(ci.stdout + ci.stderr)[-3000:]}")
-    quick = subprocess.run([str(clone / ".venv" / "bin" / "python"), "-m", "pytest", "-m",
-                            "not slow", "-q"], cwd=clone, env=env, capture_output=True,
-                           text=True)
+        sys.exit(f"error: bash .ci/run failed (exit status {ci.returncode}) in {clone} (kept "
+                 f"for a look):\n{(ci.stdout + ci.stderr)[-3000:]}")
+    venv_bin = clone / ".venv" / "bin"  # as after .ci/run's `source .venv/bin/activate`
+    env = {**env, "VIRTUAL_ENV": str(venv_bin.parent),
+           "PATH": f"{venv_bin}{os.pathsep}{env.get('PATH', '')}"}
+    quick = subprocess.run([str(venv_bin / "python"), "-m", "pytest", "-m", "not slow", "-q"],
+                           cwd=clone, env=env, capture_output=True, text=True)
     if quick.returncode != 0:
-        sys.exit(f"error: pytest -m 'not slow' failed in {clone}:\n{quick.stdout[-3000:]}")
+        sys.exit(f"error: pytest -m 'not slow' failed in {clone} (kept for a look):\n"
+                 f"{(quick.stdout + quick.stderr)[-3000:]}")
     return {"commit": commit, "ci_wall_s": ci_wall, "full": pytest_summary(ci.stdout),
             "quick": pytest_summary(quick.stdout), "slowest": slowest(ci.stdout)}
 
 
 def _minutes(seconds: float) -> str:
-    return f"{int(seconds // 60)} min {seconds % 60:.0f} s"
+    whole = round(seconds)
+    return f"{whole // 60} min {whole % 60} s"
 
 
 def to_markdown(command: str, machine: str, date: str, runs: list[dict]) -> str:
@@ -127,10 +132,11 @@ def main() -> None:
     date, machine = today(), machine_description()
     runs = []
     for number in range(1, args.runs + 1):
-        with tempfile.TemporaryDirectory(prefix="suite-") as work:
-            print(f"run {number}/{args.runs}: clean clone in {work}", flush=True)
-            runs.append(run_once(Path(work)))
-            print(f"  full suite {runs[-1]['full']}, not slow {runs[-1]['quick']}", flush=True)
+        work = Path(tempfile.mkdtemp(prefix="suite-"))  # removed only after a run that passed
+        print(f"run {number}/{args.runs}: clean clone in {work}", flush=True)
+        runs.append(run_once(work))
+        shutil.rmtree(work)
+        print(f"  full suite {runs[-1]['full']}, not slow {runs[-1]['quick']}", flush=True)
     markdown = to_markdown(command, machine, date, runs)
     write_benchmark(ROOT / "benchmarks", "test_suite", markdown,
                     {"command": command, "machine": machine, "date": date, "runs": runs})

@@ -1,6 +1,7 @@
 import os
 import shutil
 import subprocess
+import sys
 
 import pytest
 
@@ -10,9 +11,14 @@ from pixel_dqn.run_directory import train_command
 
 @pytest.mark.slow
 def test_missing_xvfb_fails_in_one_line_naming_the_package(tmp_path):
+    """Before TensorFlow loads: train.py runs with tensorflow unimportable."""
     env = {**os.environ, "PATH": str(tmp_path)}  # an empty PATH: no Xvfb anywhere
+    script, *args = train_command("display.virtual=true", run_dir=tmp_path / "run")[1:]
+    without_tensorflow = ("import runpy, sys; sys.modules['tensorflow'] = None; "
+                          "sys.argv = sys.argv[1:]; "
+                          "runpy.run_path(sys.argv[0], run_name='__main__')")
     proc = subprocess.run(
-        train_command("display.virtual=true", run_dir=tmp_path / "run"),
+        [sys.executable, "-c", without_tensorflow, script, *args],
         capture_output=True, text=True, env=env, timeout=300,
     )
     assert proc.returncode == 2

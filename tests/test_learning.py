@@ -16,6 +16,7 @@ LEARNING_OVERRIDES = (
     "eval.every_steps=5000",
     "eval.episodes=5",
     "eval.final_episodes=20",
+    "eval.keep_best=false",  # the trained network itself, not one picked by 5-episode evals
     "seed=0",
 )
 

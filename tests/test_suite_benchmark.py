@@ -30,7 +30,7 @@ def test_the_summary_and_the_slowest_tests_come_from_pytests_output():
     ("==== 1 failed, 233 passed in 359.74s ====", "did not pass"),
     ("==== 233 passed, 1 error in 359.74s ====", "did not pass"),
     ("no tests ran in 0.01s", "no 'N passed in S s' line"),
-])
+], ids=["failed", "error", "none-passed"])
 def test_a_run_that_did_not_pass_has_no_suite_time(line, message):
     with pytest.raises(ValueError, match=message):
         SCRIPT["pytest_summary"](line)
