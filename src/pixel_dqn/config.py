@@ -87,6 +87,8 @@ class MLPConfig:
     """Keras activation name for hidden layers."""
     dueling: bool = False
     """Dueling head: Q = V + A - mean(A), from separate value and advantage streams."""
+    layer_norm: bool = False
+    """LayerNorm on each hidden layer's pre-activation (PQN, Gallici et al. 2024)."""
 
 
 @dataclass
@@ -109,6 +111,8 @@ class CNNConfig:
     """Units of the dense layers after the convolutions."""
     dueling: bool = True
     """Dueling head: Q = V + A - mean(A), from separate value and advantage streams."""
+    layer_norm: bool = False
+    """LayerNorm on each dense layer's pre-activation (PQN, Gallici et al. 2024)."""
 
 
 @dataclass
@@ -200,15 +204,17 @@ class EvalConfig:
     """Greedy evaluation on a separate env with its own seeds."""
 
     every_steps: int = 5_000
-    """Env steps between evaluations during training."""
-    episodes: int = 30
-    """Episodes per periodic evaluation (they rank the networks ``keep_best`` chooses from)."""
+    """Env steps between evaluations during training (the learning curve's points)."""
+    episodes: int = 10
+    """Episodes per periodic evaluation. They are for curves: eval.json counts the greedy env
+    steps they played (``evaluation_env_steps``), about ``episodes * 500`` each once solved."""
     final_episodes: int = 100
-    """Episodes of the final evaluation written to eval.json."""
-    keep_best: bool = True
-    """Keep the evaluated network's weights of the best periodic evaluation (the latest of
-    ties): the final evaluation and ``model.keras`` use them, and eval.json also reports the
-    last network's final evaluation (``last_network``) on the same episodes' seeds."""
+    """Episodes of the final evaluation written to eval.json: the grade of the run."""
+    keep_best: bool = False
+    """Selection, off by default: keep the evaluated network's weights of the best periodic
+    evaluation (the latest of ties); the final evaluation and ``model.keras`` use them, and
+    eval.json also reports the last network's final evaluation (``last_network``) on the same
+    episodes' seeds. The periodic evaluations it chooses from are extra interaction."""
 
 
 @dataclass

@@ -26,6 +26,9 @@ class EvalResult:
     lengths: tuple[int, ...]
     endings: tuple[str, ...] = ()
     """One of ``ENDINGS`` per episode (empty for envs that do not say why they ended)."""
+    env_steps: int = 0
+    """Env steps played, those of sub-envs playing on past their quota included: the
+    interaction the evaluation cost."""
 
     @property
     def mean(self) -> float:
@@ -43,6 +46,7 @@ class EvalResult:
             "max": float(returns.max()),
             "mean_length": float(np.mean(self.lengths)),
             "ended_by": {e: self.endings.count(e) for e in ENDINGS} if self.endings else {},
+            "env_steps": self.env_steps,
         }
 
     def to_dict(self) -> dict:
@@ -73,7 +77,9 @@ def run_episodes(
         returns: list[float] = []
         lengths: list[int] = []
         endings: list[str] = []
+        played = 0
         while (finished < quota).any():
+            played += int(tally.live.sum())  # a resetting sub-env's step plays nothing
             obs, rewards, terminated, truncated, infos = envs.step(policy(obs))
             said = infos.get("_cart_off_track", np.zeros(num_envs, bool))  # vector info mask
             off_track = infos.get("cart_off_track", np.zeros(num_envs, bool))
@@ -91,7 +97,7 @@ def run_episodes(
         envs.close()
     # endings are known only if every env said why it terminated (any CartPole does)
     known = len(endings) == len(returns)
-    return EvalResult(tuple(returns), tuple(lengths), tuple(endings) if known else ())
+    return EvalResult(tuple(returns), tuple(lengths), tuple(endings) if known else (), played)
 
 
 @dataclass(frozen=True)

@@ -22,14 +22,25 @@ def build_mlp(
     hidden_sizes: Sequence[int] = tuple(MLP.hidden_sizes),
     activation: str = MLP.activation,
     dueling: bool = MLP.dueling,
+    layer_norm: bool = MLP.layer_norm,
     head: str = "q",
 ) -> keras.Model:
     """Fully connected network: one Q-value per action, or P(left) with ``head="policy"``."""
     inputs = keras.Input(shape=tuple(obs_shape), name="obs")
     x = keras.layers.Flatten()(inputs) if len(obs_shape) > 1 else inputs
     for i, units in enumerate(hidden_sizes):
-        x = keras.layers.Dense(int(units), activation=activation, name=f"hidden_{i}")(x)
+        x = dense_layer(x, int(units), activation, layer_norm, f"hidden_{i}")
     return keras.Model(inputs, output_head(x, num_actions, head, dueling), name=f"mlp_{head}")
+
+
+def dense_layer(x, units: int, activation: str, layer_norm: bool, name: str):
+    """``Dense(units, activation)``, or with ``layer_norm`` a LayerNorm between the affine map
+    and the activation."""
+    if not layer_norm:
+        return keras.layers.Dense(units, activation=activation, name=name)(x)
+    x = keras.layers.Dense(units, name=name)(x)
+    x = keras.layers.LayerNormalization(name=f"{name}_norm")(x)
+    return keras.layers.Activation(activation, name=f"{name}_{activation}")(x)
 
 
 @keras.saving.register_keras_serializable(package="pixel_dqn")
@@ -175,6 +186,7 @@ def build_cnn(
     strides: Sequence[int] = tuple(CNN.strides),
     dense_sizes: Sequence[int] = tuple(CNN.dense_sizes),
     dueling: bool = CNN.dueling,
+    layer_norm: bool = CNN.layer_norm,
     head: str = "q",
 ) -> keras.Model:
     """Convolutional network over uint8 patch stacks (the diff is formed inside the model):
@@ -190,7 +202,7 @@ def build_cnn(
                                     activation="relu", name=f"conv_{i}")(x)
     x = keras.layers.Flatten()(x)
     for i, units in enumerate(dense_sizes):
-        x = keras.layers.Dense(int(units), activation="relu", name=f"dense_{i}")(x)
+        x = dense_layer(x, int(units), "relu", layer_norm, f"dense_{i}")
     return keras.Model(inputs, output_head(x, num_actions, head, dueling), name=f"cnn_{head}")
 
 

@@ -71,7 +71,10 @@ def read_job(job_dir: Path) -> Job:
         timing = read_json(job_dir, TIMING_FILE)
         if timing is not None:
             job.steps_per_s = float(timing["steps_per_s"])
-            job.curve.append((int(timing["env_steps"]), job.final_eval))
+            # the curve follows the network being trained: with eval.keep_best its last point
+            # is the last network's final evaluation, not the kept one's (that is selection)
+            trained = final.get("last_network", final)
+            job.curve.append((int(timing["env_steps"]), float(trained["mean"])))
         solved = first_solved_step(job.curve)
         job.first_solved_step = math.inf if solved is None else float(solved)
     return job

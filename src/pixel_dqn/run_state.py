@@ -66,6 +66,7 @@ class LoopState:
     step: int = 0  # env steps
     episodes: int = 0
     evals: int = 0
+    eval_env_steps: int = 0  # greedy env steps the periodic evaluations played
     seconds: float = 0.0  # wall-clock seconds of the earlier sessions of a resumed run
     recent_returns: deque = field(default_factory=lambda: deque(maxlen=20))
     last: dict = field(default_factory=dict)  # the latest training metrics (loss, ...)

@@ -145,6 +145,7 @@ class Trainer:
         if cfg.checkpoint.enabled and self.saved_step != s.step:
             self.save_checkpoint()  # the end of training (unless resumed from it)
         final = self.evaluate(cfg.eval.final_episodes, index=-1)
+        final_env_steps = final.env_steps
         record = {}
         if cfg.eval.keep_best and s.best is not None:
             best_eval, best_step, best_weights = s.best
@@ -154,8 +155,12 @@ class Trainer:
                   flush=True)
             self.network().set_weights(best_weights)
             final = self.evaluate(cfg.eval.final_episodes, index=-1)
+            final_env_steps += final.env_steps
             record["kept_from"] = {"env_step": best_step, "periodic_eval": best_eval}
         self.network().save(self.run_dir / MODEL_FILE)
+        # the interaction evaluation cost beside training's: selection (keep_best) is not free
+        record["evaluation_env_steps"] = {"training": s.step, "periodic": s.eval_env_steps,
+                                          "final": final_env_steps}
         record = {**final.to_dict(), **record}
         (self.run_dir / EVAL_FILE).write_text(json.dumps(record, indent=2) + "\n")
         (self.run_dir / TIMING_FILE).write_text(json.dumps(timing, indent=2) + "\n")
@@ -186,6 +191,7 @@ class Trainer:
         with self.timer.phase("evaluation"):
             result = self.evaluate(self.cfg.eval.episodes, s.evals)
         s.evals += 1
+        s.eval_env_steps += result.env_steps
         summary = result.summary()
         elapsed = self.elapsed()
         self.writer.write({
