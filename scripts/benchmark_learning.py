@@ -53,6 +53,8 @@ def run_seed(name: str, seed: int, overrides: list[str], tail: int) -> dict:
         # eval.keep_best: the final eval is the kept network's; the last one's is beside it
         "last_network_eval_mean": final.get("last_network", {}).get("mean"),
         "kept_from_env_step": final.get("kept_from", {}).get("env_step"),
+        # greedy env steps the evaluations played: {training, periodic, final}
+        "evaluation_env_steps": final.get("evaluation_env_steps"),
         "env_steps": timing["env_steps"],
         "first_eval_at_475": first_solved,
         "train_tail_episodes": min(tail, len(train_returns)),
@@ -67,6 +69,7 @@ def run_seed(name: str, seed: int, overrides: list[str], tail: int) -> dict:
 def to_markdown(name: str, command: str, machine: str, date: str, results: list[dict],
                 train_target: float | None = None, parallel: int = 1) -> str:
     solved = sum(r["final_eval_mean"] >= run_files.SOLVED for r in results)
+    means = [r["final_eval_mean"] for r in results]
     tail = results[0]["train_tail_episodes"]
     target_line = [] if train_target is None else [
         f"- seeds whose last {tail} training episodes average >= {train_target:g}: **"
@@ -81,22 +84,25 @@ def to_markdown(name: str, command: str, machine: str, date: str, results: list[
         "- runs: one after another" if parallel == 1 else
         f"- runs: {parallel} side by side (env steps/s is that of a run sharing the machine)",
         f"- seeds with final greedy eval mean >= {run_files.SOLVED:.0f}: "
-        f"**{solved} of {len(results)}**",
+        f"**{solved} of {len(results)}**; mean over the seeds {np.mean(means):.1f}",
         *target_line,
         *keep_best_lines(results),
+        *evaluation_cost_lines(results),
         "",
         "| seed | final greedy eval (episodes) | env steps | first eval >= 475 at | "
-        f"mean training return, last {tail} episodes | "
+        f"mean training return, last {tail} episodes | evaluation env steps (periodic + final) | "
         "train wall time (s) | env steps/s | process wall time (s) |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         first = r["first_eval_at_475"] if r["first_eval_at_475"] is not None else "never"
+        cost = r.get("evaluation_env_steps")
+        spent = "-" if cost is None else f"{cost['periodic']} + {cost['final']}"
         lines.append(
             f"| {r['seed']} | {r['final_eval_mean']:.1f} +- {r['final_eval_std']:.1f} "
             f"(min {r['final_eval_min']:.0f}; {r['final_eval_episodes']}) | {r['env_steps']} | "
-            f"{first} | {r['train_tail_return_mean']:.1f} | {r['train_wall_time_s']:.1f} | "
-            f"{r['train_steps_per_s']:.0f} | "
+            f"{first} | {r['train_tail_return_mean']:.1f} | {spent} | "
+            f"{r['train_wall_time_s']:.1f} | {r['train_steps_per_s']:.0f} | "
             f"{r['process_wall_time_s']:.1f} |"
         )
     phases = list(results[0]["time_per_env_step_us"])
@@ -116,6 +122,18 @@ def to_markdown(name: str, command: str, machine: str, date: str, results: list[
         lines.append(f"| {r['seed']} | {cells} |")
     lines.append("")
     return "\n".join(lines)
+
+
+def evaluation_cost_lines(results: list[dict]) -> list[str]:
+    """The greedy env steps evaluation played, against the training budget."""
+    costs = [r.get("evaluation_env_steps") for r in results]
+    if any(c is None for c in costs):
+        return []
+    periodic = np.mean([c["periodic"] / c["training"] for c in costs])
+    final = np.mean([c["final"] / c["training"] for c in costs])
+    return [f"- greedy env steps played by evaluation, per run: periodic evaluations "
+            f"{periodic:.2f}x the training env steps (curves only: no network is chosen by "
+            f"them unless eval.keep_best), final evaluation {final:.2f}x"]
 
 
 def keep_best_lines(results: list[dict]) -> list[str]:

@@ -52,3 +52,16 @@ def test_pixel_envs_pass_the_ending_through():
 
     result = run_episodes(always_right, lambda n: make_pixel_env(num_envs=n), 4, seed=0)
     assert len(result.endings) == 4 and set(result.endings) <= {"pole_fell", "cart_off_track"}
+
+
+def test_eval_counts_every_env_step_it_played_also_past_a_quota():
+    def balance(obs):
+        return (obs[:, 2] + 0.5 * obs[:, 3] > 0).astype(np.int32)
+
+    # 3 episodes of 40 steps on 3 envs: 120 steps, all counted
+    capped = run_episodes(balance, lambda n: make_env(num_envs=n, max_episode_steps=40), 3, 0)
+    assert capped.env_steps == 120 and capped.summary()["env_steps"] == 120
+    # 5 pole falls on 2 envs (quotas 3 and 2): an env done with its quota plays on, uncounted,
+    # until the other finishes; those steps were played all the same
+    falls = run_episodes(push_toward_tilt, lambda n: make_env(num_envs=n), 5, seed=0)
+    assert falls.env_steps >= sum(falls.lengths)

@@ -52,3 +52,22 @@ def test_dueling_cnn_saves_and_loads(tmp_path):
     loaded = keras.models.load_model(tmp_path / "model.keras")
     obs = np.random.default_rng(0).integers(0, 256, (3, 2, 40, 90), dtype=np.uint8)
     np.testing.assert_allclose(np.asarray(loaded(obs)), np.asarray(model(obs)), rtol=1e-6)
+
+
+@pytest.mark.parametrize("build", ["mlp", "cnn"])
+def test_layer_norm_normalises_each_dense_layers_pre_activation(build, tmp_path):
+    if build == "mlp":
+        model, name = build_mlp((4,), 2, [16, 8], layer_norm=True), "hidden_1"
+        obs = np.random.default_rng(0).normal(size=(6, 4)).astype(np.float32) * 50
+    else:
+        model, name = build_cnn((2, 40, 90), 2, layer_norm=True), "dense_0"
+        obs = np.random.default_rng(0).integers(0, 256, (6, 2, 40, 90), dtype=np.uint8)
+    normed = keras.Model(model.inputs, model.get_layer(f"{name}_norm").output)(obs)
+    normed = np.asarray(normed)  # at initialisation (scale 1, offset 0): zero mean, unit std
+    np.testing.assert_allclose(normed.mean(axis=1), 0.0, atol=1e-4)
+    # unit std up to LayerNormalization's epsilon (1e-3, added to the variance)
+    assert (normed.std(axis=1) > 0.9).all() and (normed.std(axis=1) < 1.0 + 1e-4).all()
+    assert not any("norm" in layer.name for layer in build_mlp((4,), 2, [16]).layers)
+    model.save(tmp_path / "model.keras")
+    loaded = keras.models.load_model(tmp_path / "model.keras")
+    np.testing.assert_allclose(np.asarray(loaded(obs)), np.asarray(model(obs)), rtol=1e-5)

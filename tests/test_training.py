@@ -84,6 +84,27 @@ def test_keep_best_evaluates_and_saves_the_best_periodic_evaluations_network(
     assert all(np.array_equal(a, b) for a, b in zip(saved, kept[best_step], strict=True))
 
 
+def test_eval_json_counts_the_greedy_env_steps_of_every_evaluation(compose_config, tmp_path):
+    cfg = compose_config(*STATE_SMOKE_OVERRIDES, "eval.every_steps=100")
+    training.train(cfg, tmp_path)
+    record = json.loads((tmp_path / "eval.json").read_text())
+    rows = [r for r in _rows(tmp_path) if r["kind"] == "eval"]
+    cost = record["evaluation_env_steps"]
+    assert "kept_from" not in record and "last_network" not in record  # no selection
+    timing = json.loads((tmp_path / "timing.json").read_text())
+    assert cost["training"] == timing["env_steps"] <= cfg.total_steps
+    # one env per episode: an env done with its episode plays on uncounted (CartPole's return
+    # is its length) until the longest one ends, so each evaluation played between the sum of
+    # its lengths and episodes * the longest
+    n = cfg.eval.episodes
+    assert rows and cost["periodic"] > 0
+    assert sum(float(r["length"]) * n for r in rows) <= cost["periodic"]
+    assert cost["periodic"] <= sum(float(r["return_max"]) * n for r in rows)
+    lengths = record["lengths"]
+    assert cost["final"] == record["env_steps"]
+    assert sum(lengths) <= cost["final"] <= len(lengths) * max(lengths)
+
+
 def test_evaluate_script_rejects_a_missing_run_dir_in_one_line(tmp_path):
     proc = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "evaluate.py"), f"run_dir={tmp_path / 'nope'}"],
