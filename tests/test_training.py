@@ -105,6 +105,26 @@ def test_eval_json_counts_the_greedy_env_steps_of_every_evaluation(compose_confi
     assert sum(lengths) <= cost["final"] <= len(lengths) * max(lengths)
 
 
+def test_a_weight_average_is_graded_beside_the_online_network(compose_config, tmp_path,
+                                                             monkeypatch):
+    graded = []
+    evaluate = Trainer.evaluate
+
+    def record_policies(run, episodes, index, policy=None):
+        graded.append((index, policy))
+        return evaluate(run, episodes, index, policy)
+
+    monkeypatch.setattr(Trainer, "evaluate", record_policies)
+    cfg = compose_config(*STATE_SMOKE_OVERRIDES, "trainer.eval_weight_average=0.9")
+    training.train(cfg, tmp_path)
+    record = json.loads((tmp_path / "eval.json").read_text())
+    final = [policy for index, policy in graded if index == -1]
+    assert final[0] is None and final[1].__name__ == "online_greedy_actions"  # same episodes
+    online = record["online_network"]
+    assert online["episodes"] == record["episodes"] == cfg.eval.final_episodes
+    assert record["evaluation_env_steps"]["final"] == record["env_steps"] + online["env_steps"]
+
+
 def test_evaluate_script_rejects_a_missing_run_dir_in_one_line(tmp_path):
     proc = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "evaluate.py"), f"run_dir={tmp_path / 'nope'}"],

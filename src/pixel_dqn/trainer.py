@@ -109,6 +109,11 @@ class Trainer:
     def timing_extras(self) -> dict:
         return {}
 
+    def also_graded(self) -> dict[str, Policy]:
+        """Other greedy policies the final evaluation grades on the same episodes, by the
+        eval.json key they are written under (e.g. the online network beside its average)."""
+        return {}
+
     # -- shared ------------------------------------------------------------------------------
     def train(self, checkpoint: Checkpoint | None = None) -> EvalResult:
         """Train from the start (or from ``checkpoint``) to the final evaluation, then write
@@ -147,6 +152,12 @@ class Trainer:
         final = self.evaluate(cfg.eval.final_episodes, index=-1)
         final_env_steps = final.env_steps
         record = {}
+        for key, policy in self.also_graded().items():
+            other = self.evaluate(cfg.eval.final_episodes, index=-1, policy=policy)
+            final_env_steps += other.env_steps
+            record[key] = other.summary()
+            print(f"{key.replace('_', ' ')}'s final eval: {format_eval(other.summary())}",
+                  flush=True)
         if cfg.eval.keep_best and s.best is not None:
             best_eval, best_step, best_weights = s.best
             record["last_network"] = final.summary()

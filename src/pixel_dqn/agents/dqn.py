@@ -86,6 +86,10 @@ class DQNAgent:
         """Evaluation: argmax actions of ``evaluation_network`` (one compiled call)."""
         return self._greedy_eval(obs)
 
+    def online_greedy_actions(self, obs: np.ndarray) -> np.ndarray:
+        """Argmax actions of the online network (the one acting), whatever evaluation uses."""
+        return self._greedy(obs)
+
     def act(self, obs: np.ndarray, epsilon: float, rng: np.random.Generator) -> np.ndarray:
         """Epsilon-greedy actions for a batch of observations, one per env."""
         n = len(obs)

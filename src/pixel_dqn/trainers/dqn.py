@@ -69,6 +69,12 @@ class DQNTrainer(Trainer):
     def network(self):
         return self.agent.evaluation_network
 
+    def also_graded(self) -> dict:
+        # with a weight average, the online network it averages is graded beside it
+        if self.agent.averaged is None:
+            return {}
+        return {"online_network": self.agent.online_greedy_actions}
+
     def checkpoint_state(self) -> tuple[dict[str, np.ndarray], dict]:
         replay_arrays, replay_info = self.buffer.state_dict()
         arrays = {**{f"agent/{k}": v for k, v in self.agent.state_dict().items()},
