@@ -24,7 +24,13 @@ from pathlib import Path
 import numpy as np
 
 from pixel_dqn import run_directory as run_files
-from pixel_dqn.benchmarking import invocation, machine_description, today, write_benchmark
+from pixel_dqn.benchmarking import (
+    code_version,
+    invocation,
+    machine_description,
+    today,
+    write_benchmark,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -67,7 +73,7 @@ def run_seed(name: str, seed: int, overrides: list[str], tail: int) -> dict:
 
 
 def to_markdown(name: str, command: str, machine: str, date: str, results: list[dict],
-                train_target: float | None = None, parallel: int = 1) -> str:
+                train_target: float | None = None, parallel: int = 1, code: str = "") -> str:
     solved = sum(r["final_eval_mean"] >= run_files.SOLVED for r in results)
     means = [r["final_eval_mean"] for r in results]
     tail = results[0]["train_tail_episodes"]
@@ -80,6 +86,7 @@ def to_markdown(name: str, command: str, machine: str, date: str, results: list[
         "",
         f"- command: `{command}`",
         f"- machine: {machine}",
+        f"- code: {code}",
         f"- date: {date}",
         "- runs: one after another" if parallel == 1 else
         f"- runs: {parallel} side by side (env steps/s is that of a run sharing the machine)",
@@ -165,7 +172,7 @@ def main() -> None:
     if args.parallel < 1:
         parser.error(f"--parallel {args.parallel}: must be >= 1")
     command = invocation("scripts/benchmark_learning.py")
-    date, machine = today(), machine_description()
+    date, machine, code = today(), machine_description(), code_version(ROOT)
     # side by side, each run's concurrent ops get its share of the cores (this changes no result)
     share = [] if args.parallel == 1 else [
         f"threads.inter_op={max((os.cpu_count() or 1) // args.parallel, 1)}"]
@@ -174,9 +181,9 @@ def main() -> None:
         results = list(pool.map(lambda seed: run_seed(args.name, seed, overrides, args.tail),
                                 args.seeds))
     markdown = to_markdown(args.name, command, machine, date, results, args.train_target,
-                           args.parallel)
+                           args.parallel, code)
     write_benchmark(args.out, args.name, markdown,
-                    {"command": command, "machine": machine, "date": date,
+                    {"command": command, "machine": machine, "code": code, "date": date,
                      "parallel": args.parallel, "results": results})
     print(markdown)
 

@@ -52,7 +52,7 @@ def _weights_equal(a, b) -> bool:
 
 
 def test_target_equals_online_after_sync_and_differs_after_an_update():
-    agent = _agent()
+    agent = _agent(tau=1.0)  # a hard copy
     assert _weights_equal(agent.online, agent.target)
     metrics, td_errors = agent.update(_batches())
     assert td_errors.shape == (2, 16) and np.isfinite(td_errors).all()

@@ -183,14 +183,14 @@ def test_report_statistics_on_known_values(tmp_path):
     assert 1.0 <= low <= 2.5 <= high <= 100.0
 
 
-def test_a_curve_ends_at_the_trained_network_not_the_kept_one(tmp_path):
+def test_a_report_grades_the_trained_network_not_the_kept_one(tmp_path):
     _fake_job(tmp_path, "0_a", ["+arm=a", "seed=0"], 300.0, [(100, 50.0), (200, 480.0)])
     kept = tmp_path / "0_a" / "eval.json"  # eval.keep_best: the kept network from step 200
     kept.write_text(json.dumps({"mean": 490.0, "last_network": {"mean": 300.0},
                                 "kept_from": {"env_step": 200, "periodic_eval": 480.0}}))
     job = read_job(tmp_path / "0_a")
-    assert job.final_eval == 490.0  # what the run delivers
-    assert job.curve == [(100, 50.0), (200, 480.0), (300, 300.0)]  # what training reached
+    assert (job.final_eval, job.kept_eval) == (300.0, 490.0)  # graded: what training reached
+    assert job.curve == [(100, 50.0), (200, 480.0), (300, 300.0)]
 
 
 def test_jobs_are_listed_in_hydra_job_order(tmp_path):

@@ -35,7 +35,7 @@ def test_pixel_conv_is_a_convolution_over_the_state(mode, frames, gray):
 
 
 def test_dueling_head_is_value_plus_mean_subtracted_advantages():
-    model = build_mlp((4,), 3, [8], dueling=True)
+    model = build_mlp((4,), 3, [8], dueling=True, layer_norm=False)
     obs = np.random.default_rng(0).normal(size=(6, 4)).astype(np.float32)
     features = keras.Model(model.inputs, model.get_layer("hidden_0").output)(obs)
     value = np.asarray(model.get_layer("value")(features))
@@ -67,7 +67,8 @@ def test_layer_norm_normalises_each_dense_layers_pre_activation(build, tmp_path)
     np.testing.assert_allclose(normed.mean(axis=1), 0.0, atol=1e-4)
     # unit std up to LayerNormalization's epsilon (1e-3, added to the variance)
     assert (normed.std(axis=1) > 0.9).all() and (normed.std(axis=1) < 1.0 + 1e-4).all()
-    assert not any("norm" in layer.name for layer in build_mlp((4,), 2, [16]).layers)
+    plain = build_mlp((4,), 2, [16], layer_norm=False)
+    assert not any("norm" in layer.name for layer in plain.layers)
     model.save(tmp_path / "model.keras")
     loaded = keras.models.load_model(tmp_path / "model.keras")
     np.testing.assert_allclose(np.asarray(loaded(obs)), np.asarray(model(obs)), rtol=1e-5)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from conftest import ROOT
+from hydra.utils import instantiate
 
 import pixel_dqn.training as training
 from pixel_dqn.agents.reinforce import (
@@ -57,7 +58,7 @@ def test_batched_gradient_equals_the_per_step_tape_gradient(pixels):
                         head="policy")
         obs = rng.integers(0, 255, (23, 2, 20, 30), dtype=np.uint8)
     else:
-        build = partial(build_mlp, (4,), 2, [5], "elu", head="policy")
+        build = partial(build_mlp, (4,), 2, [5], "elu", layer_norm=False, head="policy")
         obs = rng.normal(size=(23, 4)).astype(np.float32)
     agent = ReinforceAgent(build, learning_rate=0.01)
     actions = rng.integers(0, 2, 23).astype(np.float32)
@@ -70,8 +71,9 @@ def test_batched_gradient_equals_the_per_step_tape_gradient(pixels):
     assert any(np.abs(b.numpy()).max() > 1e-4 for b in batched)  # not trivially zero
 
 
-def test_policy_network_is_the_notebooks():
-    model = build_mlp((4,), 2, [5], "elu", head="policy")
+def test_policy_network_is_the_notebooks(compose_config):
+    cfg = compose_config("env=cartpole_state", "model=policy_mlp", "trainer=reinforce")
+    model = instantiate(cfg.model)((4,), 2, head="policy")  # as the trainer builds it
     assert [layer.units for layer in model.layers[1:]] == [5, 1]
     assert model.layers[-1].activation.__name__ == "sigmoid"
     assert model(np.zeros((3, 4), np.float32)).shape == (3, 1)

@@ -1,4 +1,5 @@
-"""What every benchmark records next to its figures: the machine, the command, the date."""
+"""What every benchmark records next to its figures: the machine, the code, the command, the
+date."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 import os
 import platform
 import shlex
+import subprocess
 import sys
 from importlib import metadata
 from pathlib import Path
@@ -28,6 +30,20 @@ def machine_description() -> str:
         tensorflow = "no TensorFlow"
     return (f"{os.cpu_count()} CPU cores ({cpu}), {platform.system()} {platform.release()}, "
             f"Python {platform.python_version()}, {tensorflow}, no GPU")
+
+
+def code_version(root: Path) -> str:
+    """The commit the checkout at ``root`` is on, and whether its tracked files differ from it
+    (a benchmark of uncommitted code measures something no commit holds)."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True,
+                              check=True).stdout.strip()
+    try:
+        commit = git("rev-parse", "--short=10", "HEAD")
+        dirty = git("status", "--porcelain", "--untracked-files=no")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown (not a git checkout)"
+    return f"commit {commit}" + (" with uncommitted changes" if dirty else " (clean tree)")
 
 
 def invocation(script: str) -> str:

@@ -40,7 +40,8 @@ class Job:
     overrides: list[str]
     seed: int | None
     arm: str = ""  # the overrides that tell this job's arm from the others (set by find_jobs)
-    final_eval: float | None = None
+    final_eval: float | None = None  # the final evaluation of the network the run ended with
+    kept_eval: float | None = None  # eval.keep_best: the kept network's final evaluation
     steps_per_s: float | None = None
     first_solved_step: float = math.inf  # env steps to the first eval >= SOLVED
     ended_at: float | None = None  # eval.json's modification time (seconds since the epoch)
@@ -65,16 +66,17 @@ def read_job(job_dir: Path) -> Job:
     job.curve = eval_curve(read_metrics(job_dir))
     final = read_json(job_dir, EVAL_FILE)
     if final is not None:
-        job.final_eval = float(final["mean"])
-        job.ended_by = final.get("ended_by", {})
+        # the report grades the network the run ended with: with eval.keep_best that is the
+        # last network (``last_network``), and the kept one is shown beside it (selection)
+        trained = final.get("last_network", final)
+        job.final_eval = float(trained["mean"])
+        job.kept_eval = float(final["mean"]) if "kept_from" in final else None
+        job.ended_by = trained.get("ended_by", {})
         job.ended_at = (job_dir / EVAL_FILE).stat().st_mtime
         timing = read_json(job_dir, TIMING_FILE)
         if timing is not None:
             job.steps_per_s = float(timing["steps_per_s"])
-            # the curve follows the network being trained: with eval.keep_best its last point
-            # is the last network's final evaluation, not the kept one's (that is selection)
-            trained = final.get("last_network", final)
-            job.curve.append((int(timing["env_steps"]), float(trained["mean"])))
+            job.curve.append((int(timing["env_steps"]), job.final_eval))
         solved = first_solved_step(job.curve)
         job.first_solved_step = math.inf if solved is None else float(solved)
     return job
@@ -217,6 +219,9 @@ def write_report(out_dir: Path, jobs: list[Job], rows: list[dict], command: str,
             f"{r['final_eval_std']:.1f} | {steps} | {r['steps_per_s']:.0f} |")
     lines += [
         "",
+        "Final greedy eval: 100 episodes (eval.final_episodes) of the network each run ended "
+        "with; a run with eval.keep_best shows its kept network's beside it below, never in "
+        "the statistics or the curves. "
         "IQM: interquartile mean of the seeds' final greedy evaluations (scipy.stats.trim_mean, "
         "25% cut from each end); CI: 95% percentile bootstrap of the IQM over seeds "
         "(scipy.stats.bootstrap, 10,000 resamples). A seed that never reached 475 counts as "
@@ -234,6 +239,8 @@ def write_report(out_dir: Path, jobs: list[Job], rows: list[dict], command: str,
     ]
     for job in jobs:
         final = f"{job.final_eval:.1f}" if job.finished else "unfinished"
+        if job.kept_eval is not None:
+            final += f" (kept network: {job.kept_eval:.1f})"
         solved = "never" if math.isinf(job.first_solved_step) else f"{job.first_solved_step:.0f}"
         rate = f"{job.steps_per_s:.0f}" if job.steps_per_s else "-"
         seed = "-" if job.seed is None else job.seed

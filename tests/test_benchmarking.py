@@ -1,0 +1,23 @@
+"""What a benchmark records of the code it measured."""
+
+import subprocess
+
+from pixel_dqn.benchmarking import code_version
+
+
+def test_code_version_names_the_commit_and_whether_the_tree_is_clean(tmp_path):
+    def git(*args):
+        return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args],
+                              cwd=tmp_path, capture_output=True, text=True, check=True).stdout
+
+    assert code_version(tmp_path) == "unknown (not a git checkout)"
+    git("init", "-q")
+    (tmp_path / "a.py").write_text("x = 1\n")
+    git("add", "a.py")
+    git("commit", "-qm", "one")
+    commit = git("rev-parse", "--short=10", "HEAD").strip()
+    assert code_version(tmp_path) == f"commit {commit} (clean tree)"
+    (tmp_path / "notes.txt").write_text("untracked files do not count\n")
+    assert code_version(tmp_path) == f"commit {commit} (clean tree)"
+    (tmp_path / "a.py").write_text("x = 2\n")
+    assert code_version(tmp_path) == f"commit {commit} with uncommitted changes"
