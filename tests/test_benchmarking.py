@@ -18,6 +18,12 @@ def test_code_version_names_the_commit_and_whether_the_tree_is_clean(tmp_path):
     commit = git("rev-parse", "--short=10", "HEAD").strip()
     assert code_version(tmp_path) == f"commit {commit} (clean tree)"
     (tmp_path / "notes.txt").write_text("untracked files do not count\n")
+    (tmp_path / "benchmarks").mkdir()
+    (tmp_path / "benchmarks" / "b.md").write_text("old figures\n")
+    git("add", "benchmarks/b.md")
+    git("commit", "-qm", "two")
+    commit = git("rev-parse", "--short=10", "HEAD").strip()
+    (tmp_path / "benchmarks" / "b.md").write_text("new figures: benchmarks write here\n")
     assert code_version(tmp_path) == f"commit {commit} (clean tree)"
     (tmp_path / "a.py").write_text("x = 2\n")
     assert code_version(tmp_path) == f"commit {commit} with uncommitted changes"

@@ -34,13 +34,15 @@ def machine_description() -> str:
 
 def code_version(root: Path) -> str:
     """The commit the checkout at ``root`` is on, and whether its tracked files differ from it
-    (a benchmark of uncommitted code measures something no commit holds)."""
+    (a benchmark of uncommitted code measures something no commit holds). Changes under
+    ``benchmarks/`` do not count: they are the figures benchmarks write, not code."""
     def git(*args: str) -> str:
         return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True,
                               check=True).stdout.strip()
     try:
         commit = git("rev-parse", "--short=10", "HEAD")
-        dirty = git("status", "--porcelain", "--untracked-files=no")
+        dirty = git("status", "--porcelain", "--untracked-files=no", "--", ".",
+                    ":(exclude)benchmarks")
     except (OSError, subprocess.CalledProcessError):
         return "unknown (not a git checkout)"
     return f"commit {commit}" + (" with uncommitted changes" if dirty else " (clean tree)")
