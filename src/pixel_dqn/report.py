@@ -219,9 +219,9 @@ def write_report(out_dir: Path, jobs: list[Job], rows: list[dict], command: str,
             f"{r['final_eval_std']:.1f} | {steps} | {r['steps_per_s']:.0f} |")
     lines += [
         "",
-        "Final greedy eval: 100 episodes (eval.final_episodes) of the network each run ended "
-        "with; a run with eval.keep_best shows its kept network's beside it below, never in "
-        "the statistics or the curves. "
+        "Final greedy eval: the final evaluation (eval.final_episodes episodes) of the network "
+        "each run ended with; a run with eval.keep_best shows its kept network's beside it "
+        "below, never in the statistics or the curves. "
         "IQM: interquartile mean of the seeds' final greedy evaluations (scipy.stats.trim_mean, "
         "25% cut from each end); CI: 95% percentile bootstrap of the IQM over seeds "
         "(scipy.stats.bootstrap, 10,000 resamples). A seed that never reached 475 counts as "
