@@ -25,9 +25,11 @@ from pathlib import Path
 import numpy as np
 
 from pixel_dqn.benchmarking import invocation, machine_description, today, write_benchmark
+from pixel_dqn.config import OBS_MODES, PixelEnvConfig
 from pixel_dqn.envs import make_pixel_env, make_single_env, make_single_pixel_env
-from pixel_dqn.envs.pixels import OBS_MODES
 from pixel_dqn.envs.screen import CropWindow, FastPatchRenderer, crop_frame
+
+PIXELS = PixelEnvConfig()  # the default pixel env's settings
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -59,9 +61,14 @@ def median_us(stage: Stage, steps: int, repeats: int) -> float:
     return statistics.median(samples)
 
 
+def plain_env():
+    """The env under the pixel wrapper: CartPole with its own time limit, no rendering."""
+    return make_single_env(PIXELS.id, None, None)
+
+
 def trajectory(actions: np.ndarray, seed: int) -> np.ndarray:
     """The CartPole states visited by ``actions`` (resetting with ``seed + k`` on episode k)."""
-    env = make_single_env().unwrapped
+    env = make_single_env(PIXELS.id, None, None).unwrapped
     episode = 0
     env.reset(seed=seed)
     states = []
@@ -97,7 +104,7 @@ def vector_stage(num_envs: int, mode: str, actions: np.ndarray, seed: int, **pix
     """Step a pixel vector env; ``step(i)`` moves all ``num_envs`` envs once (autoreset inside)."""
 
     def build() -> tuple[Callable[[int], None], Callable[[], None]]:
-        envs = make_pixel_env(num_envs=num_envs, vector_mode=mode, **pixel_kwargs)
+        envs = make_pixel_env(PixelEnvConfig(num_envs=num_envs, vector_mode=mode, **pixel_kwargs))
         envs.reset(seed=seed)
         batch = np.resize(actions, (len(actions), num_envs))
 
@@ -113,9 +120,9 @@ def run(steps: int, slow_steps: int, repeats: int, num_envs: list[int], seed: in
     rng = np.random.default_rng(seed)
     actions = rng.integers(0, 2, size=max(steps, slow_steps))
     states = trajectory(actions, seed)
-    frames_env = make_single_env(render_mode="rgb_array").unwrapped
+    frames_env = make_single_env(PIXELS.id, None, "rgb_array").unwrapped
     frames_env.reset(seed=seed)
-    crop = CropWindow(follow=SEED_VIEW_FOLLOW)
+    crop = CropWindow.around_cart(PixelEnvConfig(follow=SEED_VIEW_FOLLOW))
     rows: list[dict] = []
 
     def add(name: str, what: str, us: float, per: int = 1) -> None:
@@ -129,20 +136,21 @@ def run(steps: int, slow_steps: int, repeats: int, num_envs: list[int], seed: in
     frame = frames_env.render()
 
     add("physics step", "CartPoleEnv.step, unwrapped",
-        median_us(env_stage(make_single_env, actions, seed, unwrapped=True), steps, repeats))
+        median_us(env_stage(plain_env, actions, seed, unwrapped=True), steps, repeats))
     add("physics step via gym.make", "with TimeLimit, OrderEnforcing, PassiveEnvChecker",
-        median_us(env_stage(make_single_env, actions, seed), steps, repeats))
+        median_us(env_stage(plain_env, actions, seed), steps, repeats))
     add("pygame render", "gymnasium's render() of the 600x400 frame",
         median_us(stateless(render_frame), slow_steps, repeats))
     add("crop + gray + resize", "crop_frame on a rendered frame",
-        median_us(stateless(lambda i: crop_frame(frame, states[i][0], crop)), steps, repeats))
-    drawing = FastPatchRenderer(crop)
+        median_us(stateless(lambda i: crop_frame(frame, states[i][0], crop, gray=True)), steps,
+                  repeats))
+    drawing = FastPatchRenderer(crop, gray=True)
     add("fast render, drawing only", "FastPatchRenderer.draw (no memo)",
         median_us(stateless(lambda i: drawing.draw(180.0 + states[i][0] % 1.0, states[i][2])),
                   steps, repeats))
 
     def memoised() -> tuple[Callable[[int], None], Callable[[], None]]:
-        renderer = FastPatchRenderer(crop)
+        renderer = FastPatchRenderer(crop, gray=True)
         return (lambda i: renderer.render(states[i])), _no_close
 
     add("fast render, memoised", "FastPatchRenderer.render, memo empty at the start",
@@ -151,8 +159,8 @@ def run(steps: int, slow_steps: int, repeats: int, num_envs: list[int], seed: in
         for mode in OBS_MODES:
             add(f"wrapper step: {renderer}, {mode}", "PixelObservation.step, gray 40x90",
                 median_us(env_stage(lambda r=renderer, m=mode: make_single_pixel_env(
-                    renderer=r, obs_mode=m, follow=SEED_VIEW_FOLLOW), actions, seed), n,
-                    repeats))
+                    PixelEnvConfig(renderer=r, obs_mode=m, follow=SEED_VIEW_FOLLOW)), actions,
+                    seed), n, repeats))
     for count in num_envs:
         for mode in ("sync", "async"):
             if mode == "async" and count == 1:

@@ -23,6 +23,7 @@ import tensorflow as tf
 
 from pixel_dqn.agents.reinforce import ReinforceAgent, discount_and_normalize_rewards
 from pixel_dqn.benchmarking import invocation, machine_description, today, write_benchmark
+from pixel_dqn.config import MLPConfig, StateEnvConfig
 from pixel_dqn.envs import make_env
 from pixel_dqn.networks import build_mlp
 
@@ -51,8 +52,10 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks")
     args = parser.parse_args()
     keras.utils.set_random_seed(0)
-    agent = ReinforceAgent(partial(build_mlp, (4,), 2, [5], "elu", head="policy"), 0.01)
-    envs = make_env(num_envs=args.episodes, max_episode_steps=200)
+    # the seed notebook's policy network (model=policy_mlp) and its 200-step episodes
+    policy = MLPConfig(hidden_sizes=[5], activation="elu", layer_norm=False)
+    agent = ReinforceAgent(partial(build_mlp, policy, (4,), 2, head="policy"), 0.01)
+    envs = make_env(StateEnvConfig(num_envs=args.episodes, max_episode_steps=200))
     rng = np.random.default_rng(0)
     obs, _ = envs.reset(seed=list(range(args.episodes)))
     steps, running = [], np.ones(args.episodes, bool)

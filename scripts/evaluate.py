@@ -72,11 +72,13 @@ def main(argv: list[str]) -> None:
         from pixel_dqn.evaluation import load_run_policy, run_episodes
 
         if args.policy == "heuristic":
-            from pixel_dqn.envs import make_env
+            from pixel_dqn.config import StateEnvConfig
+            from pixel_dqn.envs import make_envs as make_state_envs
             from pixel_dqn.policies import push_toward_tilt
 
             policy, pixels = push_toward_tilt, False
-            make_envs = partial(make_env, max_episode_steps=args.max_episode_steps)
+            state = StateEnvConfig(max_episode_steps=args.max_episode_steps)
+            make_envs = partial(make_state_envs, state)
             video_dir = Path(args.video_dir or "outputs/videos")
         else:
             try:

@@ -54,10 +54,10 @@ def main() -> None:
     env_yaml = OmegaConf.load(args.env)
     env_cfg = OmegaConf.merge(OmegaConf.structured(PixelEnvConfig),
                               {k: v for k, v in env_yaml.items() if k != "defaults"})
-    crop = CropWindow(band=tuple(env_cfg.band), window=env_cfg.window, size=tuple(env_cfg.size),
-                      follow=env_cfg.follow)
-    renderers = {"pygame": PygamePatchRenderer(crop), "fast": FastPatchRenderer(crop)}
-    env = make_single_env(render_mode="rgb_array")
+    crop = CropWindow.around_cart(OmegaConf.to_object(env_cfg))
+    renderers = {"pygame": PygamePatchRenderer(crop, env_cfg.gray),
+                 "fast": FastPatchRenderer(crop, env_cfg.gray)}
+    env = make_single_env(env_cfg.id, None, "rgb_array")
     env.reset(seed=args.seed)
     for _ in range(6):  # let the pole start to fall so the diff shows motion
         env.step(1)

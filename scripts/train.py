@@ -1,7 +1,9 @@
 """Train an agent: ``python scripts/train.py [group=option ...] [key=value ...]``.
 
-Thin Hydra entry point; all the work is in ``pixel_dqn.training.train``. In a multirun a failed
-job raises instead of exiting, so Hydra records it and the other jobs still run.
+Thin Hydra entry point: the composed config becomes typed dataclasses here, once
+(``pixel_dqn.config.load_config``, which checks it), and all the work is in
+``pixel_dqn.train.train``. In a multirun a failed job raises instead of exiting, so Hydra records
+it and the other jobs still run.
 """
 
 import os
@@ -19,9 +21,8 @@ from pixel_dqn.cli import (
     exit_on_user_error,
     quiet_tensorflow_logs,
 )
-from pixel_dqn.config import register_configs
+from pixel_dqn.config import Config, load_config, register_configs
 from pixel_dqn.envs.display import VirtualDisplay
-from pixel_dqn.validation import validate
 
 quiet_tensorflow_logs()
 register_configs()
@@ -39,13 +40,13 @@ def main(cfg: DictConfig) -> float:
         with exit_on_user_error():
             # before TensorFlow loads: a bad value, a read-only directory or a missing Xvfb
             # fails in a second, in one line
-            validate(cfg)
+            config = load_config(cfg)
             check_writable(run_dir)
             display = VirtualDisplay()
-            if cfg.display.virtual:
+            if config.display.virtual:
                 display.start()
-            share_cores_between_parallel_jobs(cfg, hydra_cfg.launcher)
-            return _train(cfg, run_dir, display)
+            share_cores_between_parallel_jobs(config, hydra_cfg.launcher)
+            return _train(config, run_dir)
     except ReportedExit as stop:  # not submitit's requeue exit, which must reach submitit
         if hydra_cfg.mode == RunMode.MULTIRUN:
             raise JobFailed(f"job {hydra_cfg.job.num} ({run_dir.name}) failed with exit "
@@ -53,11 +54,11 @@ def main(cfg: DictConfig) -> float:
         raise
 
 
-def _train(cfg: DictConfig, run_dir: Path, display: VirtualDisplay) -> float:
-    from pixel_dqn.training import NonFiniteError, RunWriteError, TrainingInterrupted, train
+def _train(cfg: Config, run_dir: Path) -> float:
+    from pixel_dqn.train import NonFiniteError, RunWriteError, TrainingInterrupted, train
 
     try:
-        return train(cfg, run_dir, display).mean
+        return train(cfg, run_dir).mean
     except TrainingInterrupted as stop:
         print(f"stopped: {stop}", file=sys.stderr, flush=True)
         raise ReportedExit(128 + stop.signum) from None
@@ -69,7 +70,7 @@ def _train(cfg: DictConfig, run_dir: Path, display: VirtualDisplay) -> float:
         raise ReportedExit(4) from None
 
 
-def share_cores_between_parallel_jobs(cfg: DictConfig, launcher: DictConfig) -> None:
+def share_cores_between_parallel_jobs(cfg: Config, launcher: DictConfig) -> None:
     """Under the joblib launcher, give each job its share of the cores (TensorFlow's pools are
     sized before it initialises): a thread pool set to 0 gets the share, others stay as set."""
     if "joblib" not in str(launcher.get("_target_", "")).lower():
@@ -78,8 +79,8 @@ def share_cores_between_parallel_jobs(cfg: DictConfig, launcher: DictConfig) -> 
     n_jobs = int(launcher.get("n_jobs") or -1)
     parallel = cores if n_jobs < 0 else min(n_jobs, cores)  # joblib: -1 means one per core
     for pool in ("intra_op", "inter_op"):
-        if cfg.threads[pool] == 0:
-            cfg.threads[pool] = max(cores // parallel, 1)
+        if getattr(cfg.threads, pool) == 0:
+            setattr(cfg.threads, pool, max(cores // parallel, 1))
 
 
 if __name__ == "__main__":

@@ -10,7 +10,8 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from pixel_dqn.config import register_configs
+from pixel_dqn.config import Config, load_config, register_configs
+from pixel_dqn.replay import ReplayBuffer
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF_DIR = ROOT / "conf"
@@ -28,6 +29,13 @@ def compose_config() -> Callable[..., DictConfig]:
             return compose(config_name="config", overrides=list(overrides))
 
     return _compose
+
+
+@pytest.fixture
+def config(compose_config) -> Callable[..., Config]:
+    """``config("trainer.gamma=0.9", ...)`` -> the composed config as the entry point loads it
+    (typed and checked: ``pixel_dqn.config.load_config``)."""
+    return lambda *overrides: load_config(compose_config(*overrides))
 
 
 # A few hundred steps with everything small: exercises the whole loop in seconds.
@@ -57,3 +65,12 @@ PIXEL_SMOKE_OVERRIDES = (
     "model.dense_sizes=[16]",
     "trainer.jit_compile=false",
 )
+
+
+def make_buffer(capacity: int, obs_shape: tuple[int, ...], obs_dtype, rng, **settings
+                ) -> ReplayBuffer:
+    """A replay buffer for tests: one env, whole observations, one-step uniform replay unless
+    ``settings`` say otherwise."""
+    plain = {"num_envs": 1, "history": None, "n_step": 1, "gamma": 0.99, "prioritized": False,
+             "alpha": 0.6, "priority_eps": 1e-6}
+    return ReplayBuffer(capacity, obs_shape, obs_dtype, rng, **{**plain, **settings})

@@ -5,10 +5,10 @@ import pytest
 from conftest import PIXEL_SMOKE_OVERRIDES, STATE_SMOKE_OVERRIDES
 
 import pixel_dqn.trainers.dqn as dqn_trainer
-import pixel_dqn.training as training
 from pixel_dqn.augmentation import random_shift
+from pixel_dqn.config import ConfigError
 from pixel_dqn.replay import ReplayBuffer
-from pixel_dqn.validation import ConfigError, validate
+from pixel_dqn.train import train
 
 
 def _frames(shape, seed=1):
@@ -64,7 +64,7 @@ def _offset(raw, shifted, pad):
 
 
 @pytest.mark.slow
-def test_the_dqn_loop_shifts_obs_and_next_obs_independently(compose_config, tmp_path,
+def test_the_dqn_loop_shifts_obs_and_next_obs_independently(config, tmp_path,
                                                             monkeypatch):
     sampled, trained = [], []
     original_sample, original_update = ReplayBuffer.sample, dqn_trainer.DQNAgent.update
@@ -80,9 +80,9 @@ def test_the_dqn_loop_shifts_obs_and_next_obs_independently(compose_config, tmp_
     monkeypatch.setattr(ReplayBuffer, "sample", recording_sample)
     monkeypatch.setattr(dqn_trainer.DQNAgent, "update", recording_update)
     pad = 3
-    cfg = compose_config(*PIXEL_SMOKE_OVERRIDES, f"trainer.augment_pad={pad}", "env.num_envs=2",
+    cfg = config(*PIXEL_SMOKE_OVERRIDES, f"trainer.augment_pad={pad}", "env.num_envs=2",
                          "checkpoint.enabled=false", "tensorboard=false")
-    training.train(cfg, tmp_path)
+    train(cfg, tmp_path)
     raw, shifted = sampled[-1], trained[-1]
     assert shifted.obs.dtype == np.uint8 and shifted.obs.shape == raw.obs.shape
     frames = raw.obs.shape[2:]
@@ -102,15 +102,15 @@ def test_the_dqn_loop_shifts_obs_and_next_obs_independently(compose_config, tmp_
     ((*STATE_SMOKE_OVERRIDES, "trainer.augment_pad=2"), "trainer.augment_pad=2"),
     ((*PIXEL_SMOKE_OVERRIDES, "trainer.augment_pad=-1"), "trainer.augment_pad=-1"),
 ])
-def test_bad_augment_pad_is_one_line_naming_the_key(compose_config, overrides, key):
+def test_bad_augment_pad_is_one_line_naming_the_key(config, overrides, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
-        validate(compose_config(*overrides))
+        config(*overrides)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize(("burst", "expected"), [(True, 100), (False, 72)])
 def test_the_start_up_burst_switch_sets_how_many_gradient_steps_a_run_takes(
-        compose_config, tmp_path, monkeypatch, burst, expected):
+        config, tmp_path, monkeypatch, burst, expected):
     steps = []
     original = dqn_trainer.DQNAgent.update
 
@@ -120,9 +120,9 @@ def test_the_start_up_burst_switch_sets_how_many_gradient_steps_a_run_takes(
 
     monkeypatch.setattr(dqn_trainer.DQNAgent, "update", counting_update)
     # 400 env steps, learning from step 100, 4 gradient steps every 16 env steps, one env
-    cfg = compose_config(*STATE_SMOKE_OVERRIDES, "env.num_envs=1", "checkpoint.enabled=false",
+    cfg = config(*STATE_SMOKE_OVERRIDES, "env.num_envs=1", "checkpoint.enabled=false",
                          "tensorboard=false", f"trainer.learning_starts_burst={burst}")
-    training.train(cfg, tmp_path)
+    train(cfg, tmp_path)
     # with the burst the first call makes up the 100 // 16 phases owed since step 0; without,
     # (400 - 100) // 16 phases follow learning_starts
     assert sum(steps) == expected

@@ -3,16 +3,16 @@ from functools import partial
 
 import numpy as np
 import pytest
+from conftest import make_buffer
 from tensorboard.backend.event_processing.plugin_event_accumulator import EventAccumulator
 
 from pixel_dqn.agents.dqn import DQNAgent
 from pixel_dqn.checkpoint import CheckpointStore
-from pixel_dqn.config import DQNConfig
+from pixel_dqn.config import CNNConfig, DQNConfig, PixelEnvConfig, StateEnvConfig
 from pixel_dqn.envs import make_env, make_pixel_env
 from pixel_dqn.envs.snapshot import restore_envs, snapshot_envs
 from pixel_dqn.metrics import MetricsWriter
 from pixel_dqn.networks import build_cnn
-from pixel_dqn.replay import ReplayBuffer
 
 
 def _save(store, step):
@@ -65,7 +65,7 @@ def test_a_writer_killed_mid_save_leaves_only_a_temporary_directory(tmp_path):
 
 def test_replay_state_round_trip_samples_the_same_batches():
     def buffer():
-        return ReplayBuffer(64, (2, 4, 5), np.uint8, np.random.default_rng(3), num_envs=2,
+        return make_buffer(64, (2, 4, 5), np.uint8, np.random.default_rng(3), num_envs=2,
                             history=2, n_step=3, gamma=0.9, prioritized=True)
 
     rng = np.random.default_rng(0)
@@ -88,10 +88,12 @@ def test_replay_state_round_trip_samples_the_same_batches():
 
 
 def test_agent_state_round_trip_continues_identically():
-    build = partial(build_cnn, (2, 20, 30), 2, "diff", True, [4], [4], [2], [8], True)
+    model = CNNConfig(obs_mode="diff", gray=True, filters=[4], kernel_sizes=[4], strides=[2],
+                      dense_sizes=[8], dueling=True)
+    build = partial(build_cnn, model, (2, 20, 30), 2)
     hparams = DQNConfig(jit_compile=False, learning_rate=1e-2, final_learning_rate=1e-3)
     rng = np.random.default_rng(0)
-    buffer = ReplayBuffer(100, (2, 20, 30), np.uint8, rng, history=2)
+    buffer = make_buffer(100, (2, 20, 30), np.uint8, rng, history=2)
     buffer.start_episodes([0], rng.integers(0, 255, (1, 2, 20, 30), dtype=np.uint8))
     for i in range(60):
         buffer.add([0], [i % 2], [1.0], rng.integers(0, 255, (1, 2, 20, 30), dtype=np.uint8),
@@ -109,9 +111,10 @@ def test_agent_state_round_trip_continues_identically():
         np.testing.assert_array_equal(x, y)
 
 
-@pytest.mark.parametrize("make", [partial(make_env, num_envs=2),
-                                  partial(make_pixel_env, num_envs=2),
-                                  partial(make_pixel_env, num_envs=2, renderer="pygame")],
+@pytest.mark.parametrize("make", [partial(make_env, StateEnvConfig(num_envs=2)),
+                                  partial(make_pixel_env, PixelEnvConfig(num_envs=2)),
+                                  partial(make_pixel_env, PixelEnvConfig(num_envs=2,
+                                                                         renderer="pygame"))],
                          ids=["state", "pixels_fast", "pixels_pygame"])
 def test_env_snapshot_continues_the_same_episodes(make):
     envs = make()

@@ -3,13 +3,13 @@ import subprocess
 import pytest
 from conftest import CONF_DIR, STATE
 from hydra.errors import ConfigCompositionException
-from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from omegaconf.errors import ValidationError
 
-from pixel_dqn.config import DQNConfig, ReinforceConfig
+from pixel_dqn.config import ConfigError, DQNConfig, ReinforceConfig, load_config
+from pixel_dqn.envs.factory import make_envs
+from pixel_dqn.networks import build_network
 from pixel_dqn.run_directory import train_command
-from pixel_dqn.validation import ConfigError, validate
 
 GROUPS = ("env", "model", "trainer")
 
@@ -26,20 +26,19 @@ COMPANIONS = {"env=cartpole_state": ("model=mlp",), "model=mlp": ("env=cartpole_
 @pytest.mark.parametrize(
     ("group", "option"), [(g, o) for g in GROUPS for o in _options(g)]
 )
-def test_every_group_option_composes_and_instantiates(compose_config, group, option):
+def test_every_group_option_composes_and_builds(compose_config, group, option):
     choice = f"{group}={option}"
-    cfg = compose_config(choice, *COMPANIONS.get(choice, ()))
-    validate(cfg)
-    envs = instantiate(cfg.env)(num_envs=2)
+    composed = compose_config(choice, *COMPANIONS.get(choice, ()))
+    cfg = load_config(composed)
+    envs = make_envs(cfg.env, 2)
     obs, _ = envs.reset(seed=[0, 1])
     assert obs.shape[0] == 2 and envs.single_observation_space.contains(obs[0])
-    model = instantiate(cfg.model)(envs.single_observation_space.shape, 2)
+    model = build_network(cfg.model, envs.single_observation_space.shape, 2)
     assert model.output_shape == (None, 2)
     assert model(obs).shape == (2, 2)
     envs.close()
-    hparams = instantiate(cfg.trainer)
-    assert isinstance(hparams, DQNConfig | ReinforceConfig)
-    assert hparams.gamma == cfg.trainer.gamma
+    assert isinstance(cfg.trainer, DQNConfig | ReinforceConfig)
+    assert cfg.trainer.gamma == composed.trainer.gamma
 
 
 def test_default_composition_is_pixels_cnn_dqn(compose_config):
@@ -48,7 +47,7 @@ def test_default_composition_is_pixels_cnn_dqn(compose_config):
     assert cfg.env.obs_mode == "diff_current" == cfg.model.obs_mode  # interpolated
     assert cfg.env.follow == 0.5
     assert cfg.model.filters and cfg.trainer.double_dqn is True
-    validate(cfg)
+    load_config(cfg)
 
 
 def test_wrongly_typed_value_names_the_full_key(compose_config):
@@ -91,7 +90,7 @@ def test_unknown_key_is_rejected(compose_config):
 def test_out_of_range_values_fail_with_one_line_naming_the_key(compose_config, override, key):
     cfg = compose_config(*STATE, override)
     with pytest.raises(ConfigError) as info:
-        validate(cfg)
+        load_config(cfg)
     message = str(info.value)
     assert message.startswith(f"{key}=") and "\n" not in message
 
@@ -111,7 +110,7 @@ def test_out_of_range_values_fail_with_one_line_naming_the_key(compose_config, o
 def test_bad_pixel_values_fail_with_one_line_naming_the_key(compose_config, overrides, key):
     cfg = compose_config(*overrides)
     with pytest.raises(ConfigError) as info:
-        validate(cfg)
+        load_config(cfg)
     message = str(info.value)
     assert message.startswith(f"{key}=") and "\n" not in message
 
@@ -121,7 +120,7 @@ def test_bad_pixel_values_fail_with_one_line_naming_the_key(compose_config, over
 )
 def test_a_model_that_does_not_fit_the_env_is_rejected(compose_config, overrides):
     with pytest.raises(ConfigError, match="does not fit this env"):
-        validate(compose_config(*overrides))
+        load_config(compose_config(*overrides))
 
 
 @pytest.mark.parametrize(

@@ -3,9 +3,10 @@ from functools import partial
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import make_buffer
 
 from pixel_dqn.agents.dqn import DQNAgent, td_targets
-from pixel_dqn.config import DQNConfig
+from pixel_dqn.config import DQNConfig, MLPConfig
 from pixel_dqn.networks import build_mlp
 from pixel_dqn.replay import ReplayBuffer
 
@@ -35,11 +36,12 @@ def test_terminal_zeroes_the_bootstrap_and_truncation_does_not():
 def _agent(**overrides) -> DQNAgent:
     tf.keras.utils.set_random_seed(0)
     hparams = DQNConfig(**{"batch_size": 16, "jit_compile": False, **overrides})
-    return DQNAgent(partial(build_mlp, (4,), 2, [8]), 2, hparams, total_gradient_steps=100)
+    build = partial(build_mlp, MLPConfig(hidden_sizes=[8]), (4,), 2)
+    return DQNAgent(build, 2, hparams, total_gradient_steps=100)
 
 
 def _batches(num_batches: int = 2, batch_size: int = 16):
-    buffer = ReplayBuffer(64, (4,), np.float32, np.random.default_rng(0))
+    buffer = make_buffer(64, (4,), np.float32, np.random.default_rng(0))
     rng = np.random.default_rng(1)
     buffer.start_episodes([0], rng.normal(size=(1, 4)))
     for _ in range(63):
@@ -132,7 +134,7 @@ def test_td_errors_are_target_minus_q_of_the_taken_action():
 
 def _filled_buffer(seed: int = 0) -> ReplayBuffer:
     rng = np.random.default_rng(seed)
-    buffer = ReplayBuffer(200, (4,), np.float32, rng)
+    buffer = make_buffer(200, (4,), np.float32, rng)
     buffer.start_episodes([0], rng.normal(size=(1, 4)).astype(np.float32))
     for _ in range(100):
         buffer.add([0], rng.integers(0, 2, 1), [1.0], rng.normal(size=(1, 4)).astype(np.float32),

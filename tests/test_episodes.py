@@ -1,5 +1,6 @@
 import numpy as np
 
+from pixel_dqn.config import StateEnvConfig
 from pixel_dqn.envs import make_env
 from pixel_dqn.episodes import EpisodeTally
 
@@ -22,7 +23,7 @@ def test_uncounted_sub_envs_play_on_without_adding_episodes():
 
 
 def test_on_a_real_vector_env_episode_lengths_add_up_to_the_counted_steps():
-    envs = make_env(num_envs=3)
+    envs = make_env(StateEnvConfig(num_envs=3))
     envs.reset(seed=[0, 1, 2])
     tally, rng, counted, lengths = EpisodeTally.start(3), np.random.default_rng(0), 0, []
     for _ in range(300):

@@ -8,7 +8,7 @@ import sys
 import pytest
 from conftest import ROOT, STATE, STATE_SMOKE_OVERRIDES
 
-from pixel_dqn.training import train
+from pixel_dqn.train import train
 
 LEARNING_OVERRIDES = (
     *STATE,
@@ -22,8 +22,8 @@ LEARNING_OVERRIDES = (
 
 
 @pytest.mark.slow
-def test_state_dqn_learns_within_a_small_budget(compose_config, tmp_path):
-    result = train(compose_config(*LEARNING_OVERRIDES), tmp_path)
+def test_state_dqn_learns_within_a_small_budget(config, tmp_path):
+    result = train(config(*LEARNING_OVERRIDES), tmp_path)
     assert result.mean >= 150, f"final greedy eval mean {result.mean:.1f} < 150"
 
 

@@ -2,14 +2,20 @@ import keras
 import numpy as np
 import pytest
 
+from pixel_dqn.config import CNNConfig, MLPConfig
 from pixel_dqn.networks import PixelConv, build_cnn, build_mlp, pixel_state
+
+
+def cnn(**settings) -> CNNConfig:
+    """The default CNN on the default pixel env (diff_current, gray), with ``settings``."""
+    return CNNConfig(**{"obs_mode": "diff_current", "gray": True, **settings})
 
 
 @pytest.mark.parametrize(("mode", "frames"), [("diff", 2), ("diff_current", 2), ("stack", 4)])
 @pytest.mark.parametrize("gray", [True, False])
 def test_cnn_maps_each_observation_mode_to_one_q_value_per_action(mode, frames, gray):
     shape = (frames, 40, 90) if gray else (frames, 40, 90, 3)
-    model = build_cnn(shape, 2, obs_mode=mode, gray=gray)
+    model = build_cnn(cnn(obs_mode=mode, gray=gray), shape, 2)
     channels = {"diff": 1, "diff_current": 2, "stack": frames}[mode] * (1 if gray else 3)
     assert model.get_layer("conv_0").kernel.shape[2] == channels  # a kernel over the state
     obs = np.random.default_rng(0).integers(0, 256, (5, *shape), dtype=np.uint8)
@@ -35,7 +41,7 @@ def test_pixel_conv_is_a_convolution_over_the_state(mode, frames, gray):
 
 
 def test_dueling_head_is_value_plus_mean_subtracted_advantages():
-    model = build_mlp((4,), 3, [8], dueling=True, layer_norm=False)
+    model = build_mlp(MLPConfig(hidden_sizes=[8], dueling=True, layer_norm=False), (4,), 3)
     obs = np.random.default_rng(0).normal(size=(6, 4)).astype(np.float32)
     features = keras.Model(model.inputs, model.get_layer("hidden_0").output)(obs)
     value = np.asarray(model.get_layer("value")(features))
@@ -47,7 +53,7 @@ def test_dueling_head_is_value_plus_mean_subtracted_advantages():
 
 
 def test_dueling_cnn_saves_and_loads(tmp_path):
-    model = build_cnn((2, 40, 90), 2, dueling=True)
+    model = build_cnn(cnn(dueling=True), (2, 40, 90), 2)
     model.save(tmp_path / "model.keras")
     loaded = keras.models.load_model(tmp_path / "model.keras")
     obs = np.random.default_rng(0).integers(0, 256, (3, 2, 40, 90), dtype=np.uint8)
@@ -57,17 +63,18 @@ def test_dueling_cnn_saves_and_loads(tmp_path):
 @pytest.mark.parametrize("build", ["mlp", "cnn"])
 def test_layer_norm_normalises_each_dense_layers_pre_activation(build, tmp_path):
     if build == "mlp":
-        model, name = build_mlp((4,), 2, [16, 8], layer_norm=True), "hidden_1"
+        model = build_mlp(MLPConfig(hidden_sizes=[16, 8], layer_norm=True), (4,), 2)
+        name = "hidden_1"
         obs = np.random.default_rng(0).normal(size=(6, 4)).astype(np.float32) * 50
     else:
-        model, name = build_cnn((2, 40, 90), 2, layer_norm=True), "dense_0"
+        model, name = build_cnn(cnn(layer_norm=True), (2, 40, 90), 2), "dense_0"
         obs = np.random.default_rng(0).integers(0, 256, (6, 2, 40, 90), dtype=np.uint8)
     normed = keras.Model(model.inputs, model.get_layer(f"{name}_norm").output)(obs)
     normed = np.asarray(normed)  # at initialisation (scale 1, offset 0): zero mean, unit std
     np.testing.assert_allclose(normed.mean(axis=1), 0.0, atol=1e-4)
     # unit std up to LayerNormalization's epsilon (1e-3, added to the variance)
     assert (normed.std(axis=1) > 0.9).all() and (normed.std(axis=1) < 1.0 + 1e-4).all()
-    plain = build_mlp((4,), 2, [16], layer_norm=False)
+    plain = build_mlp(MLPConfig(hidden_sizes=[16], layer_norm=False), (4,), 2)
     assert not any("norm" in layer.name for layer in plain.layers)
     model.save(tmp_path / "model.keras")
     loaded = keras.models.load_model(tmp_path / "model.keras")

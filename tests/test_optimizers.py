@@ -4,13 +4,13 @@ import pytest
 import tensorflow as tf
 
 from pixel_dqn.agents.optimizers import OPTIMIZER_CLASSES, FusedAdam
-from pixel_dqn.config import OPTIMIZERS
+from pixel_dqn.config import OPTIMIZERS, MLPConfig
 from pixel_dqn.networks import build_mlp
 
 
 def _train(optimizer_class, steps: int = 3) -> list[np.ndarray]:
     keras.utils.set_random_seed(0)
-    model = build_mlp((4,), 2, [16])
+    model = build_mlp(MLPConfig(hidden_sizes=[16]), (4,), 2)
     schedule = keras.optimizers.schedules.PolynomialDecay(1e-2, 10, 1e-3)
     optimizer = optimizer_class(learning_rate=schedule, epsilon=1e-7, global_clipnorm=1.0)
     rng = np.random.default_rng(0)

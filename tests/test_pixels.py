@@ -2,13 +2,15 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
+from pixel_dqn.config import PixelEnvConfig, StateEnvConfig
 from pixel_dqn.envs import make_env, make_pixel_env, make_single_pixel_env
 from pixel_dqn.envs.pixels import FRAMES_METADATA, frames_for
 from pixel_dqn.networks import pixel_state
 
 
 def _env(mode: str = "diff", stack: int = 4, renderer: str = "fast", gray: bool = True):
-    return make_single_pixel_env(renderer=renderer, obs_mode=mode, stack=stack, gray=gray)
+    return make_single_pixel_env(PixelEnvConfig(renderer=renderer, obs_mode=mode, stack=stack,
+                                                gray=gray))
 
 
 @pytest.mark.parametrize(("mode", "frames"), [("diff", 2), ("diff_current", 2), ("stack", 4)])
@@ -28,7 +30,7 @@ def test_observations_are_uint8_patches_inside_the_declared_space(mode, frames, 
 
 @pytest.mark.parametrize("mode", ["diff", "diff_current"])
 def test_a_diff_lag_keeps_that_many_steps_and_diffs_newest_minus_oldest(mode):
-    lagged = make_single_pixel_env(obs_mode=mode, diff_lag=3)
+    lagged = make_single_pixel_env(PixelEnvConfig(obs_mode=mode, diff_lag=3))
     assert lagged.observation_space.shape == (4, 40, 90) == (frames_for(mode, 4, 3), 40, 90)
     plain = _env(mode)
     lagged.reset(seed=1)
@@ -123,13 +125,13 @@ def test_unknown_mode_is_rejected_with_the_valid_ones():
                                                    ({"obs_mode": "diff", "diff_lag": 3}, 4)])
 def test_a_pixel_env_tells_how_many_frames_an_observation_stacks(overrides, frames):
     """The replay reads it to store each frame once; a state env says nothing."""
-    envs = make_pixel_env(num_envs=2, **overrides)
+    envs = make_pixel_env(PixelEnvConfig(num_envs=2, **overrides))
     assert envs.metadata[FRAMES_METADATA] == frames == envs.single_observation_space.shape[0]
-    assert FRAMES_METADATA not in make_env(num_envs=2).metadata
+    assert FRAMES_METADATA not in make_env(StateEnvConfig(num_envs=2)).metadata
 
 
 def test_pixel_vector_env_autoresets_on_the_next_step():
-    envs = make_pixel_env(num_envs=2, max_episode_steps=5)
+    envs = make_pixel_env(PixelEnvConfig(num_envs=2, max_episode_steps=5))
     obs, _ = envs.reset(seed=[0, 1])
     for _ in range(5):
         obs, rewards, terminated, truncated, _ = envs.step(np.array([1, 0]))
@@ -184,13 +186,16 @@ def test_the_env_benchmark_writes_its_table(tmp_path):
 
 
 def test_a_track_view_is_stacked_under_the_patch_and_shows_where_the_cart_is():
-    from pixel_dqn.envs.factory import make_patch_renderer
+    from pixel_dqn.envs.screen import CropWindow, FastPatchRenderer
 
-    envs = make_pixel_env(num_envs=1, follow=1.0, track_rows=10, obs_mode="diff_current")
+    env = PixelEnvConfig(num_envs=1, follow=1.0, track_rows=10, obs_mode="diff_current")
+    envs = make_pixel_env(env)
     assert envs.single_observation_space.shape == (2, 50, 90)
     obs, _ = envs.reset(seed=0)
-    patch = make_patch_renderer("fast", window=0.6, follow=1.0)
-    track = make_patch_renderer("fast", window=1.0, size=(10, 90), follow=0.0)
+    patch = FastPatchRenderer(CropWindow(band=(0.4, 0.8), window=0.6, size=(40, 90), follow=1.0),
+                              gray=True)
+    track = FastPatchRenderer(CropWindow(band=(0.4, 0.8), window=1.0, size=(10, 90), follow=0.0),
+                              gray=True)
     cartpole = envs.envs[0].unwrapped
     cart_columns = []
     for _ in range(25):  # push right: the cart moves right on the track view, not in the patch

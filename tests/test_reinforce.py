@@ -9,19 +9,19 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from conftest import ROOT
-from hydra.utils import instantiate
 
-import pixel_dqn.training as training
 from pixel_dqn.agents.reinforce import (
     ReinforceAgent,
     discount_and_normalize_rewards,
     discount_rewards,
 )
 from pixel_dqn.checkpoint import CheckpointStore
-from pixel_dqn.networks import build_cnn, build_mlp
+from pixel_dqn.config import CNNConfig, MLPConfig
+from pixel_dqn.networks import build_cnn, build_mlp, build_network
 from pixel_dqn.policies import push_toward_tilt
 from pixel_dqn.reproducibility import run_differences
-from pixel_dqn.run_directory import train_command
+from pixel_dqn.run_directory import CHECKPOINT_DIR, train_command
+from pixel_dqn.train import train
 
 REINFORCE = ("env=cartpole_state", "model=policy_mlp", "trainer=reinforce")
 
@@ -54,11 +54,13 @@ def _per_step_tape_gradient(model, obs, actions, advantages):
 def test_batched_gradient_equals_the_per_step_tape_gradient(pixels):
     rng = np.random.default_rng(0)
     if pixels:
-        build = partial(build_cnn, (2, 20, 30), 2, "diff", True, [4], [4], [2], [8], True,
-                        head="policy")
+        model = CNNConfig(obs_mode="diff", gray=True, filters=[4], kernel_sizes=[4], strides=[2],
+                          dense_sizes=[8])
+        build = partial(build_cnn, model, (2, 20, 30), 2, head="policy")
         obs = rng.integers(0, 255, (23, 2, 20, 30), dtype=np.uint8)
     else:
-        build = partial(build_mlp, (4,), 2, [5], "elu", layer_norm=False, head="policy")
+        model = MLPConfig(hidden_sizes=[5], activation="elu", layer_norm=False)
+        build = partial(build_mlp, model, (4,), 2, head="policy")
         obs = rng.normal(size=(23, 4)).astype(np.float32)
     agent = ReinforceAgent(build, learning_rate=0.01)
     actions = rng.integers(0, 2, 23).astype(np.float32)
@@ -71,9 +73,9 @@ def test_batched_gradient_equals_the_per_step_tape_gradient(pixels):
     assert any(np.abs(b.numpy()).max() > 1e-4 for b in batched)  # not trivially zero
 
 
-def test_policy_network_is_the_notebooks(compose_config):
-    cfg = compose_config("env=cartpole_state", "model=policy_mlp", "trainer=reinforce")
-    model = instantiate(cfg.model)((4,), 2, head="policy")  # as the trainer builds it
+def test_policy_network_is_the_notebooks(config):
+    cfg = config("env=cartpole_state", "model=policy_mlp", "trainer=reinforce")
+    model = build_network(cfg.model, (4,), 2, head="policy")  # as the trainer builds it
     assert [layer.units for layer in model.layers[1:]] == [5, 1]
     assert model.layers[-1].activation.__name__ == "sigmoid"
     assert model(np.zeros((3, 4), np.float32)).shape == (3, 1)
@@ -88,10 +90,10 @@ def test_heuristic_pushes_toward_the_tilt():
 
 
 @pytest.mark.slow
-def test_reinforce_smoke_run_learns_a_little_and_writes_the_run_dir(compose_config, tmp_path):
-    cfg = compose_config(*REINFORCE, "trainer.updates=12", "eval.every_steps=1000",
+def test_reinforce_smoke_run_learns_a_little_and_writes_the_run_dir(config, tmp_path):
+    cfg = config(*REINFORCE, "trainer.updates=12", "eval.every_steps=1000",
                          "eval.episodes=3", "eval.final_episodes=5")
-    result = training.train(cfg, tmp_path)
+    result = train(cfg, tmp_path)
     assert len(result.returns) == 5 and max(result.lengths) <= 200  # capped at 200 steps
     rows = (tmp_path / "metrics.csv").read_text().splitlines()
     train_rows = [r for r in rows[1:] if r.startswith("train")]
@@ -102,13 +104,13 @@ def test_reinforce_smoke_run_learns_a_little_and_writes_the_run_dir(compose_conf
 
 
 @pytest.mark.slow
-def test_reinforce_on_pixels_runs(compose_config, tmp_path):
-    cfg = compose_config("env=cartpole_pixels", "model=cnn", "trainer=reinforce",
+def test_reinforce_on_pixels_runs(config, tmp_path):
+    cfg = config("env=cartpole_pixels", "model=cnn", "trainer=reinforce",
                          "trainer.updates=2", "trainer.episodes_per_update=3",
                          "trainer.max_episode_steps=30", "model.filters=[4,8]",
                          "model.kernel_sizes=[5,5]", "model.strides=[2,2]",
                          "model.dense_sizes=[16]", "eval.final_episodes=2")
-    result = training.train(cfg, tmp_path)
+    result = train(cfg, tmp_path)
     assert len(result.returns) == 2 and max(result.lengths) <= 30
 
 
@@ -126,7 +128,7 @@ def test_reinforce_sigterm_then_rerun_ends_identical(tmp_path):
                    timeout=600)
     process = subprocess.Popen(command(tmp_path / "run"), cwd=ROOT, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
-    store = CheckpointStore(tmp_path / "run" / training.CHECKPOINT_DIR)
+    store = CheckpointStore(tmp_path / "run" / CHECKPOINT_DIR, keep=2)
     while not store.paths():
         assert process.poll() is None, "finished before its first checkpoint"
         time.sleep(0.05)

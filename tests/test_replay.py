@@ -2,6 +2,7 @@ import itertools
 
 import numpy as np
 import pytest
+from conftest import make_buffer
 
 from pixel_dqn.replay import ReplayBuffer
 from pixel_dqn.sum_tree import SumTree
@@ -25,7 +26,7 @@ def _all_transitions(buffer: ReplayBuffer) -> dict[float, tuple]:
 
 
 def test_one_step_transitions_follow_the_episode_and_never_cross_a_reset():
-    buffer = ReplayBuffer(100, (4,), np.float32, np.random.default_rng(0))
+    buffer = make_buffer(100, (4,), np.float32, np.random.default_rng(0))
     _state_episode(buffer, 0.0, [1.0, 1.0, 1.0], terminal=True)  # obs 0 1 2 3, 3 terminal
     _state_episode(buffer, 10.0, [1.0, 1.0], terminal=False)  # obs 10 11 12, then truncated
     _state_episode(buffer, 20.0, [1.0], terminal=False)  # still running
@@ -38,7 +39,7 @@ def test_one_step_transitions_follow_the_episode_and_never_cross_a_reset():
 
 def test_n_step_returns_by_hand_with_a_terminal_and_a_truncation_inside_the_window():
     gamma = 0.5
-    buffer = ReplayBuffer(100, (4,), np.float32, np.random.default_rng(0), n_step=3,
+    buffer = make_buffer(100, (4,), np.float32, np.random.default_rng(0), n_step=3,
                           gamma=gamma)
     _state_episode(buffer, 0.0, [1.0, 2.0, 4.0, 8.0], terminal=True)  # 0..4, 4 is terminal
     _state_episode(buffer, 10.0, [1.0, 2.0], terminal=False)  # truncated after 12
@@ -55,7 +56,7 @@ def test_n_step_returns_by_hand_with_a_terminal_and_a_truncation_inside_the_wind
 
 def test_frame_stacks_are_rebuilt_from_single_frames_with_the_reset_frame_repeated():
     history = 3
-    buffer = ReplayBuffer(50, (history, 2, 2), np.uint8, np.random.default_rng(0),
+    buffer = make_buffer(50, (history, 2, 2), np.uint8, np.random.default_rng(0),
                           history=history)
     # what PixelObservation produces: the reset patch fills the history, then it shifts
     frames = [np.full((2, 2), value, np.uint8) for value in (5, 6, 7, 8, 9)]
@@ -73,7 +74,7 @@ def test_frame_stacks_are_rebuilt_from_single_frames_with_the_reset_frame_repeat
 
 
 def test_several_envs_keep_separate_streams_and_wrap_around():
-    buffer = ReplayBuffer(8, (4,), np.float32, np.random.default_rng(0), num_envs=2)
+    buffer = make_buffer(8, (4,), np.float32, np.random.default_rng(0), num_envs=2)
     buffer.start_episodes([0, 1], np.array([[0.0] * 4, [100.0] * 4], np.float32))
     for step in range(1, 10):  # 4 slots per env: the oldest are overwritten
         next_obs = np.array([[step] * 4, [100.0 + step] * 4], np.float32)
@@ -86,7 +87,7 @@ def test_several_envs_keep_separate_streams_and_wrap_around():
 def test_replay_stores_one_byte_per_pixel_per_step():
     """40x90 gray frames: 100k env steps must fit in 0.4 GB, whatever the stack depth."""
     for history in (2, 4):
-        buffer = ReplayBuffer(1000, (history, 40, 90), np.uint8, np.random.default_rng(0),
+        buffer = make_buffer(1000, (history, 40, 90), np.uint8, np.random.default_rng(0),
                               num_envs=2, history=history, prioritized=True)
         assert buffer.bytes_per_step < 3700
         assert buffer.bytes_per_step * 100_000 <= 0.4e9
@@ -95,7 +96,7 @@ def test_replay_stores_one_byte_per_pixel_per_step():
 def test_sampling_is_reproducible_from_the_generator():
     samples = []
     for seed in (7, 7, 8):
-        buffer = ReplayBuffer(100, (4,), np.float32, np.random.default_rng(seed))
+        buffer = make_buffer(100, (4,), np.float32, np.random.default_rng(seed))
         _state_episode(buffer, 0.0, list(np.arange(50.0)), terminal=False)
         samples.append(buffer.sample(32).rewards)
     np.testing.assert_array_equal(samples[0], samples[1])
@@ -103,13 +104,13 @@ def test_sampling_is_reproducible_from_the_generator():
 
 
 def test_fused_sampling_adds_a_leading_axis():
-    buffer = ReplayBuffer(100, (4,), np.float32, np.random.default_rng(0))
+    buffer = make_buffer(100, (4,), np.float32, np.random.default_rng(0))
     _state_episode(buffer, 0.0, [1.0] * 20, terminal=False)
     batch = buffer.sample(8, num_batches=3)
     assert batch.obs.shape == (3, 8, 4) and batch.actions.shape == (3, 8)
     assert batch.actions.dtype == np.int32 and batch.weights.shape == (3, 8)
     with pytest.raises(ValueError, match="empty"):
-        ReplayBuffer(10, (4,), np.float32, np.random.default_rng(0)).sample(2)
+        make_buffer(10, (4,), np.float32, np.random.default_rng(0)).sample(2)
 
 
 def test_sum_tree_samples_in_proportion_and_follows_updates():
@@ -128,7 +129,7 @@ def test_sum_tree_samples_in_proportion_and_follows_updates():
 
 
 def test_prioritized_replay_prefers_large_errors_and_weights_correct_for_it():
-    buffer = ReplayBuffer(100, (4,), np.float32, np.random.default_rng(0), prioritized=True,
+    buffer = make_buffer(100, (4,), np.float32, np.random.default_rng(0), prioritized=True,
                           alpha=1.0, priority_eps=1e-6)
     _state_episode(buffer, 0.0, [1.0] * 10, terminal=False)
     batch = buffer.sample(10)
@@ -160,7 +161,7 @@ def test_sum_tree_sums_stay_consistent_under_repeated_batched_updates():
 
 
 def test_length_counts_transitions_not_reset_frames_as_the_ring_wraps():
-    buffer = ReplayBuffer(6, (4,), np.float32, np.random.default_rng(0))
+    buffer = make_buffer(6, (4,), np.float32, np.random.default_rng(0))
     _state_episode(buffer, 0.0, [1.0, 1.0], terminal=True)  # slots: reset, t, t
     assert len(buffer) == 2
     _state_episode(buffer, 10.0, [1.0, 1.0, 1.0], terminal=False)  # reset + 3: wraps by 1

@@ -13,14 +13,14 @@ import pytest
 from conftest import PIXEL_SMOKE_OVERRIDES, ROOT, STATE
 from omegaconf import OmegaConf
 
-import pixel_dqn.training as training
 from pixel_dqn.agents.dqn import DQNAgent
 from pixel_dqn.checkpoint import CheckpointStore
 from pixel_dqn.reproducibility import run_differences
-from pixel_dqn.run_directory import train_command
+from pixel_dqn.run_directory import CHECKPOINT_DIR, train_command
 from pixel_dqn.run_state import TrainingInterrupted
 from pixel_dqn.stop_signals import StopSignals
-from pixel_dqn.trainer import Trainer
+from pixel_dqn.train import NonFiniteError, RunWriteError, train
+from pixel_dqn.trainers.base import Trainer
 
 # long enough (a few seconds of training) to be killed in the middle, checkpointing often
 STATE_RUN = (*STATE, "total_steps=2000", "model.hidden_sizes=[32]", "trainer.learning_starts=500",
@@ -39,7 +39,7 @@ def _run(run_dir, overrides=STATE_RUN):
 
 
 def _wait_for_checkpoint(run_dir, process, timeout=300):
-    store = CheckpointStore(run_dir / training.CHECKPOINT_DIR)
+    store = CheckpointStore(run_dir / CHECKPOINT_DIR, keep=2)
     deadline = time.monotonic() + timeout
     while not store.paths():
         assert process.poll() is None, "the run ended before its first checkpoint"
@@ -89,14 +89,14 @@ def test_sigterm_checkpoints_and_exits_then_the_rerun_finishes_identical(referen
     process = subprocess.Popen(_command(tmp_path), cwd=ROOT, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
     _wait_for_checkpoint(tmp_path, process)
-    before = {p.name for p in CheckpointStore(tmp_path / training.CHECKPOINT_DIR).paths()}
+    before = {p.name for p in CheckpointStore(tmp_path / CHECKPOINT_DIR, keep=2).paths()}
     _wait_for_training_past(tmp_path, process, max(int(n.split("-")[1]) for n in before))
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 128 + signal.SIGTERM
     stopped = [line for line in stderr.splitlines() if line.startswith("stopped:")]
     assert len(stopped) == 1 and "SIGTERM at env step" in stopped[0]
-    after = CheckpointStore(tmp_path / training.CHECKPOINT_DIR).paths()
+    after = CheckpointStore(tmp_path / CHECKPOINT_DIR, keep=2).paths()
     step = int(stopped[0].split("env step ")[1].split(":")[0])
     assert after[-1].name == f"step-{step:010d}" and after[-1].name not in before
     assert not (tmp_path / "eval.json").exists()
@@ -146,7 +146,7 @@ def test_pixel_runs_are_deterministic_and_resume_identical(tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("jit_compile", [False, True])
 def test_a_nan_stops_training_naming_the_step_and_keeps_the_last_good_checkpoint(
-    compose_config, tmp_path, monkeypatch, jit_compile
+    config, tmp_path, monkeypatch, jit_compile
 ):
     """NaN injection: a weight of the online network is poisoned before the 20th update."""
     real_update = DQNAgent.update
@@ -160,17 +160,17 @@ def test_a_nan_stops_training_naming_the_step_and_keeps_the_last_good_checkpoint
         return real_update(self, batches, sync_target)
 
     monkeypatch.setattr(DQNAgent, "update", poisoned_update)
-    cfg = compose_config(*STATE_RUN, "total_steps=1500", "checkpoint.every_steps=600",
+    cfg = config(*STATE_RUN, "total_steps=1500", "checkpoint.every_steps=600",
                          f"trainer.jit_compile={jit_compile}", "trainer.train_freq=32",
                          "trainer.gradient_steps=32")
-    with pytest.raises(training.NonFiniteError) as info:
-        training.train(cfg, tmp_path)
+    with pytest.raises(NonFiniteError) as info:
+        train(cfg, tmp_path)
     message = str(info.value)
     assert "\n" not in message
     # one update call per 32 env steps once learning starts at 500: the 20th is near 1100
     step = int(message.split("at env step ")[1].split(" ")[0])
     assert 1000 < step < 1200
-    kept = CheckpointStore(tmp_path / training.CHECKPOINT_DIR).paths()
+    kept = CheckpointStore(tmp_path / CHECKPOINT_DIR, keep=2).paths()
     assert len(kept) == 1 and 600 <= int(kept[0].name.removeprefix("step-")) < step
     assert str(kept[0]) in message
     assert not (tmp_path / "model.keras").exists()
@@ -178,7 +178,7 @@ def test_a_nan_stops_training_naming_the_step_and_keeps_the_last_good_checkpoint
 
 @pytest.mark.slow
 def test_a_full_disk_stops_training_in_one_line_and_the_same_command_resumes(
-    compose_config, tmp_path, monkeypatch
+    config, tmp_path, monkeypatch
 ):
     """"No space left on device" while writing the third checkpoint: the run stops naming the
     directory, the step and the last complete checkpoint, leaves no partial checkpoint, and
@@ -197,14 +197,14 @@ def test_a_full_disk_stops_training_in_one_line_and_the_same_command_resumes(
 
     monkeypatch.setattr(checkpoint_module.np, "savez", savez_until_the_disk_is_full)
     overrides = (*STATE_RUN, "total_steps=1500", "checkpoint.every_steps=400")
-    with pytest.raises(training.RunWriteError) as info:
-        training.train(compose_config(*overrides), tmp_path)
+    with pytest.raises(RunWriteError) as info:
+        train(config(*overrides), tmp_path)
     message = str(info.value)
     assert "\n" not in message and str(tmp_path) in message
     assert "No space left on device" in message
     step = int(message.split("at env step ")[1].split(" ")[0])
     assert 1200 <= step < 1300
-    store = CheckpointStore(tmp_path / training.CHECKPOINT_DIR)
+    store = CheckpointStore(tmp_path / CHECKPOINT_DIR, keep=2)
     kept = store.paths()
     assert [int(p.name.removeprefix("step-")) // 400 for p in kept] == [1, 2]
     assert str(kept[-1]) in message
@@ -212,7 +212,7 @@ def test_a_full_disk_stops_training_in_one_line_and_the_same_command_resumes(
     assert store.load_latest().path == kept[-1]  # the complete ones still verify
 
     monkeypatch.setattr(checkpoint_module.np, "savez", real_savez)  # space freed
-    final = training.train(compose_config(*overrides), tmp_path)
+    final = train(config(*overrides), tmp_path)
     assert final.mean > 0 and (tmp_path / "eval.json").is_file()
 
 

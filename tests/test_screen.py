@@ -4,11 +4,12 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
+from pixel_dqn.config import PixelEnvConfig
 from pixel_dqn.envs.screen import SCREEN_WIDTH, CropWindow, FastPatchRenderer, crop_frame
 
-CROP = CropWindow(follow=1.0)  # centred on the cart
+CROP = CropWindow.around_cart(PixelEnvConfig(follow=1.0))  # centred on the cart
 # the whole track in a fixed window (the track_view arm)
-TRACK = CropWindow(window=1.0, follow=0.0, size=(32, 120))
+TRACK = CropWindow.whole_track(PixelEnvConfig(track_rows=32, size=[40, 120]))
 
 
 def test_crop_window_follows_the_cart_and_clamps_at_both_edges():
@@ -23,9 +24,10 @@ def test_crop_window_follows_the_cart_and_clamps_at_both_edges():
 
 def test_crop_frame_sizes_and_channels():
     frame = np.full((400, 600, 3), 255, np.uint8)
-    assert crop_frame(frame, 0.0, CROP).shape == (40, 90)
+    assert crop_frame(frame, 0.0, CROP, gray=True).shape == (40, 90)
     assert crop_frame(frame, 0.0, CROP, gray=False).shape == (40, 90, 3)
-    assert crop_frame(frame, 0.0, CropWindow(size=(20, 30))).shape == (20, 30)
+    small = CropWindow.around_cart(PixelEnvConfig(size=[20, 30]))
+    assert crop_frame(frame, 0.0, small, gray=True).shape == (20, 30)
 
 
 def _states(rng: np.random.Generator) -> np.ndarray:
@@ -38,8 +40,11 @@ def _states(rng: np.random.Generator) -> np.ndarray:
     return np.vstack([random, edges])
 
 
+HALF_FOLLOW = CropWindow.around_cart(PixelEnvConfig(follow=0.5))
+
+
 @pytest.mark.parametrize(("crop", "gray"), [(CROP, True), (CROP, False), (TRACK, True),
-                                           (CropWindow(follow=0.5), True)])
+                                           (HALF_FOLLOW, True)])
 def test_fast_renderer_matches_gymnasium_pygame_renderer(crop, gray):
     os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
     env = gym.make("CartPole-v1", render_mode="rgb_array").unwrapped
@@ -64,10 +69,10 @@ def test_fast_renderer_matches_gymnasium_pygame_renderer(crop, gray):
 def test_fast_patches_are_a_pure_function_of_the_quantised_state():
     """The memo never changes a patch: it equals a fresh drawing whatever came before."""
     states = _states(np.random.default_rng(1))[:300]
-    memoised = FastPatchRenderer(CROP)
+    memoised = FastPatchRenderer(CROP, gray=True)
     first = [memoised.render(state) for state in states]
     again = [memoised.render(state) for state in states[::-1]][::-1]
-    small = FastPatchRenderer(CROP, memo_size=7)  # keeps clearing its memo
+    small = FastPatchRenderer(CROP, gray=True, memo_size=7)  # keeps clearing its memo
     for state, a, b in zip(states, first, again, strict=True):
         np.testing.assert_array_equal(a, b)
         np.testing.assert_array_equal(a, small.render(state))
@@ -78,7 +83,7 @@ def test_fast_patches_are_a_pure_function_of_the_quantised_state():
 
 
 def test_nearby_states_share_a_patch_and_distant_ones_do_not():
-    fast = FastPatchRenderer(CROP)
+    fast = FastPatchRenderer(CROP, gray=True)
     state = np.array([0.13, 0.0, 0.05, 0.0])
     near, tilted, moved = (state + np.array(d) for d in ([1e-5, 0, 1e-5, 0], [0, 0, 0.01, 0],
                                                           [0.01, 0, 0, 0]))

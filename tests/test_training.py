@@ -8,11 +8,11 @@ import pytest
 from conftest import PIXEL_SMOKE_OVERRIDES, ROOT, STATE_SMOKE_OVERRIDES
 
 import pixel_dqn.trainers.dqn as dqn_trainer
-import pixel_dqn.training as training
 from pixel_dqn.metrics import COLUMNS
 from pixel_dqn.networks import load_q_network
 from pixel_dqn.replay import ReplayBuffer
-from pixel_dqn.trainer import Trainer
+from pixel_dqn.train import train
+from pixel_dqn.trainers.base import Trainer
 
 
 def _rows(run_dir):
@@ -20,9 +20,9 @@ def _rows(run_dir):
         return list(csv.DictReader(f))
 
 
-def test_smoke_run_writes_the_run_directory(compose_config, tmp_path):
-    cfg = compose_config(*STATE_SMOKE_OVERRIDES, "env.num_envs=2")
-    result = training.train(cfg, tmp_path)
+def test_smoke_run_writes_the_run_directory(config, tmp_path):
+    cfg = config(*STATE_SMOKE_OVERRIDES, "env.num_envs=2")
+    result = train(cfg, tmp_path)
     assert len(result.returns) == 3
     for name in ("metrics.csv", "model.keras", "eval.json", "config.yaml", "timing.json"):
         assert (tmp_path / name).is_file(), name
@@ -60,7 +60,7 @@ def test_smoke_run_writes_the_run_directory(compose_config, tmp_path):
 
 
 def test_keep_best_evaluates_and_saves_the_best_periodic_evaluations_network(
-    compose_config, tmp_path, monkeypatch
+    config, tmp_path, monkeypatch
 ):
     kept = {}
     keep = Trainer.evaluate_if_due
@@ -72,8 +72,8 @@ def test_keep_best_evaluates_and_saves_the_best_periodic_evaluations_network(
             kept[run.state.step] = run.network().get_weights()
 
     monkeypatch.setattr(Trainer, "evaluate_if_due", record_weights_at_each_evaluation)
-    cfg = compose_config(*STATE_SMOKE_OVERRIDES, "eval.keep_best=true", "eval.every_steps=100")
-    training.train(cfg, tmp_path)
+    cfg = config(*STATE_SMOKE_OVERRIDES, "eval.keep_best=true", "eval.every_steps=100")
+    train(cfg, tmp_path)
     evals = [(float(r["return"]), int(r["env_step"])) for r in _rows(tmp_path)
              if r["kind"] == "eval"]
     best_return, best_step = max(evals)  # ties: the latest step
@@ -84,9 +84,9 @@ def test_keep_best_evaluates_and_saves_the_best_periodic_evaluations_network(
     assert all(np.array_equal(a, b) for a, b in zip(saved, kept[best_step], strict=True))
 
 
-def test_eval_json_counts_the_greedy_env_steps_of_every_evaluation(compose_config, tmp_path):
-    cfg = compose_config(*STATE_SMOKE_OVERRIDES, "eval.every_steps=100")
-    training.train(cfg, tmp_path)
+def test_eval_json_counts_the_greedy_env_steps_of_every_evaluation(config, tmp_path):
+    cfg = config(*STATE_SMOKE_OVERRIDES, "eval.every_steps=100")
+    train(cfg, tmp_path)
     record = json.loads((tmp_path / "eval.json").read_text())
     rows = [r for r in _rows(tmp_path) if r["kind"] == "eval"]
     cost = record["evaluation_env_steps"]
@@ -105,7 +105,7 @@ def test_eval_json_counts_the_greedy_env_steps_of_every_evaluation(compose_confi
     assert sum(lengths) <= cost["final"] <= len(lengths) * max(lengths)
 
 
-def test_a_weight_average_is_graded_beside_the_online_network(compose_config, tmp_path,
+def test_a_weight_average_is_graded_beside_the_online_network(config, tmp_path,
                                                              monkeypatch):
     graded = []
     evaluate = Trainer.evaluate
@@ -115,8 +115,8 @@ def test_a_weight_average_is_graded_beside_the_online_network(compose_config, tm
         return evaluate(run, episodes, index, policy)
 
     monkeypatch.setattr(Trainer, "evaluate", record_policies)
-    cfg = compose_config(*STATE_SMOKE_OVERRIDES, "trainer.eval_weight_average=0.9")
-    training.train(cfg, tmp_path)
+    cfg = config(*STATE_SMOKE_OVERRIDES, "trainer.eval_weight_average=0.9")
+    train(cfg, tmp_path)
     record = json.loads((tmp_path / "eval.json").read_text())
     final = [policy for index, policy in graded if index == -1]
     assert final[0] is None and final[1].__name__ == "online_greedy_actions"  # same episodes
@@ -135,7 +135,7 @@ def test_evaluate_script_rejects_a_missing_run_dir_in_one_line(tmp_path):
     assert len(lines) == 1 and "config.yaml" in lines[0] and "run_dir" in lines[0]
 
 
-def test_truncated_steps_are_stored_as_bootstrapping(compose_config, tmp_path, monkeypatch):
+def test_truncated_steps_are_stored_as_bootstrapping(config, tmp_path, monkeypatch):
     stored, starts, buffers = [], [], []
 
     class RecordingBuffer(ReplayBuffer):
@@ -152,9 +152,9 @@ def test_truncated_steps_are_stored_as_bootstrapping(compose_config, tmp_path, m
             super().start_episodes(env_ids, obs)
 
     monkeypatch.setattr(dqn_trainer, "ReplayBuffer", RecordingBuffer)
-    cfg = compose_config(*STATE_SMOKE_OVERRIDES, "env.max_episode_steps=15", "env.num_envs=3",
+    cfg = config(*STATE_SMOKE_OVERRIDES, "env.max_episode_steps=15", "env.num_envs=3",
                          "trainer.buffer_size=1000")
-    training.train(cfg, tmp_path)
+    train(cfg, tmp_path)
     lengths = np.array([int(r["length"]) for r in _rows(tmp_path) if r["kind"] == "train"])
     assert (lengths == 15).sum() > 3 and (lengths < 15).sum() > 3  # truncations and terminations
     terminals = sum(1 for _, t in stored if t)
@@ -172,11 +172,11 @@ def test_truncated_steps_are_stored_as_bootstrapping(compose_config, tmp_path, m
 
 @pytest.mark.slow
 @pytest.mark.parametrize("renderer", ["fast", "pygame"])
-def test_pixel_smoke_run_trains_a_cnn_headless_and_evaluates(compose_config, tmp_path, renderer,
+def test_pixel_smoke_run_trains_a_cnn_headless_and_evaluates(config, tmp_path, renderer,
                                                              monkeypatch):
     monkeypatch.delenv("DISPLAY", raising=False)  # headless: no X server is needed
-    cfg = compose_config(*PIXEL_SMOKE_OVERRIDES, f"env.renderer={renderer}", "env.num_envs=2")
-    result = training.train(cfg, tmp_path)
+    cfg = config(*PIXEL_SMOKE_OVERRIDES, f"env.renderer={renderer}", "env.num_envs=2")
+    result = train(cfg, tmp_path)
     assert len(result.returns) == 3 and min(result.lengths) >= 1
     rows = _rows(tmp_path)
     assert [r for r in rows if r["kind"] == "eval"] and np.isfinite(float(rows[-1]["loss"]))
@@ -190,7 +190,7 @@ def test_pixel_smoke_run_trains_a_cnn_headless_and_evaluates(compose_config, tmp
     assert json.loads(out.splitlines()[-2])["episodes"] == 2
 
 
-def test_the_pixel_network_sees_only_the_envs_uint8_frames(compose_config, tmp_path, monkeypatch):
+def test_the_pixel_network_sees_only_the_envs_uint8_frames(config, tmp_path, monkeypatch):
     """No state reaches the network: its one input is the env's uint8 frame stack, and every
     observation it is given, acting or learning, is such a stack of rendered patches."""
     seen = []
@@ -206,9 +206,9 @@ def test_the_pixel_network_sees_only_the_envs_uint8_frames(compose_config, tmp_p
 
     monkeypatch.setattr(dqn_trainer.DQNAgent, "act", act)
     monkeypatch.setattr(dqn_trainer.DQNAgent, "update", update)
-    cfg = compose_config(*PIXEL_SMOKE_OVERRIDES, "+arm=track_view", "checkpoint.enabled=false",
+    cfg = config(*PIXEL_SMOKE_OVERRIDES, "+arm=track_view", "checkpoint.enabled=false",
                          "tensorboard=false")
-    training.train(cfg, tmp_path)
+    train(cfg, tmp_path)
     frame_shape = (2, 32, 120)  # diff_current: the previous and the current 32x120 patch
     model = load_q_network(tmp_path / "model.keras")
     assert len(model.inputs) == 1 and model.inputs[0].dtype == "uint8"

@@ -15,6 +15,7 @@ import yaml
 from conftest import CONF_DIR, ROOT, STATE
 from optuna.trial import TrialState
 
+from pixel_dqn.config import ConfigError
 from pixel_dqn.metrics import COLUMNS
 from pixel_dqn.run_directory import TRAIN_SCRIPT
 from pixel_dqn.search_space import (
@@ -26,7 +27,6 @@ from pixel_dqn.search_space import (
 from pixel_dqn.tuning import StudySettings, prepare_study
 from pixel_dqn.tuning_report import load_study
 from pixel_dqn.tuning_trial import periodic_evals
-from pixel_dqn.validation import ConfigError
 
 TUNE = [sys.executable, str(ROOT / "scripts" / "tune.py")]
 # a 1,500-step state run with everything small: a trial takes seconds (most of them importing

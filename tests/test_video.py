@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from conftest import ROOT
 
-from pixel_dqn.envs import make_env, make_pixel_env
+from pixel_dqn.config import PixelEnvConfig, StateEnvConfig
+from pixel_dqn.envs import make_envs
 from pixel_dqn.policies import push_toward_tilt
 from pixel_dqn.video import record_episode
 
@@ -23,7 +24,8 @@ def _frames(path):
 
 
 def test_heuristic_episode_video_has_one_frame_per_state(tmp_path):
-    recording = record_episode(push_toward_tilt, make_env, tmp_path / "heuristic", seed=3,
+    recording = record_episode(push_toward_tilt, partial(make_envs, StateEnvConfig()),
+                               tmp_path / "heuristic", seed=3,
                                render_kwargs={"render_mode": "rgb_array"})
     steps = int(recording.episode_return)  # +1 per step
     assert recording.frames == steps + 1  # the reset state and one per step
@@ -34,7 +36,7 @@ def test_heuristic_episode_video_has_one_frame_per_state(tmp_path):
 
 
 def test_pixel_agent_video_shows_the_agents_view_beside_the_frame(tmp_path):
-    make = partial(make_pixel_env, max_episode_steps=25)
+    make = partial(make_envs, PixelEnvConfig(max_episode_steps=25))
     recording = record_episode(lambda obs: np.zeros(len(obs), np.int32), make,
                                tmp_path / "pixels", seed=0)
     frames = _frames(recording.gif)

@@ -48,7 +48,7 @@ class Checkpoint:
 class CheckpointStore:
     """Checkpoints of one run under ``directory``; ``save`` keeps the newest ``keep``."""
 
-    def __init__(self, directory: Path, keep: int = 2) -> None:
+    def __init__(self, directory: Path, keep: int) -> None:
         if keep < 1:
             raise ValueError(f"keep={keep} must be >= 1")
         self.directory = directory

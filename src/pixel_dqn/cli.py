@@ -11,8 +11,8 @@ from pathlib import Path
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from pixel_dqn.config import ConfigError
 from pixel_dqn.envs.display import DisplayError
-from pixel_dqn.validation import ConfigError
 
 
 class UserError(ValueError):

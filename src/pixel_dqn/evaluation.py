@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
+from functools import partial
 from pathlib import Path
 
 import gymnasium as gym
@@ -117,25 +118,17 @@ def load_run_policy(run_dir: Path, max_episode_steps: int | None = None) -> RunP
             raise FileNotFoundError(
                 f"{path} not found: run_dir must be a finished run written by scripts/train.py"
             )
-    from hydra.utils import instantiate  # deferred: TensorFlow loads only past the checks
     from omegaconf import OmegaConf
 
-    from pixel_dqn.config import PixelEnvConfig, config_class
+    from pixel_dqn.config import PixelEnvConfig, load_config
+    from pixel_dqn.envs.factory import make_envs
+
+    # deferred: TensorFlow loads only past the checks
     from pixel_dqn.networks import greedy_policy, load_q_network
 
-    env_cfg = OmegaConf.load(config_file).env
+    env_cfg = load_config(OmegaConf.load(config_file), source=str(config_file)).env
     if max_episode_steps is not None:
-        env_cfg.max_episode_steps = max_episode_steps
-    return RunPolicy(greedy_policy(load_q_network(model_file)), instantiate(env_cfg),
-                     config_class(env_cfg) is PixelEnvConfig)
+        env_cfg = replace(env_cfg, max_episode_steps=max_episode_steps)
+    return RunPolicy(greedy_policy(load_q_network(model_file)), partial(make_envs, env_cfg),
+                     isinstance(env_cfg, PixelEnvConfig))
 
-
-def evaluate_run_dir(
-    run_dir: Path,
-    num_episodes: int,
-    seed: int,
-    max_episode_steps: int | None = None,
-) -> EvalResult:
-    """Load a training run's model and env config and play greedy episodes with it."""
-    run = load_run_policy(run_dir, max_episode_steps)
-    return run_episodes(run.policy, lambda n: run.make_envs(num_envs=n), num_episodes, seed)

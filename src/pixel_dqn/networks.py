@@ -9,28 +9,26 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from pixel_dqn.config import CNNConfig, MLPConfig, PixelEnvConfig
-from pixel_dqn.envs.pixels import OBS_MODES
-
-# keyword defaults are the config schemas' (pixel_dqn.config): one home for each default
-MLP, CNN = MLPConfig(), CNNConfig()
+from pixel_dqn.config import OBS_MODES, CNNConfig, MLPConfig
 
 
-def build_mlp(
-    obs_shape: Sequence[int],
-    num_actions: int,
-    hidden_sizes: Sequence[int] = tuple(MLP.hidden_sizes),
-    activation: str = MLP.activation,
-    dueling: bool = MLP.dueling,
-    layer_norm: bool = MLP.layer_norm,
-    head: str = "q",
-) -> keras.Model:
+def build_network(model: MLPConfig | CNNConfig, obs_shape: Sequence[int], num_actions: int,
+                  head: str = "q") -> keras.Model:
+    """The network a model config describes, for an env's observation shape and actions: one
+    Q-value per action, or P(left) with ``head="policy"``."""
+    builder = build_cnn if isinstance(model, CNNConfig) else build_mlp
+    return builder(model, obs_shape, num_actions, head)
+
+
+def build_mlp(model: MLPConfig, obs_shape: Sequence[int], num_actions: int,
+              head: str = "q") -> keras.Model:
     """Fully connected network: one Q-value per action, or P(left) with ``head="policy"``."""
     inputs = keras.Input(shape=tuple(obs_shape), name="obs")
     x = keras.layers.Flatten()(inputs) if len(obs_shape) > 1 else inputs
-    for i, units in enumerate(hidden_sizes):
-        x = dense_layer(x, int(units), activation, layer_norm, f"hidden_{i}")
-    return keras.Model(inputs, output_head(x, num_actions, head, dueling), name=f"mlp_{head}")
+    for i, units in enumerate(model.hidden_sizes):
+        x = dense_layer(x, int(units), model.activation, model.layer_norm, f"hidden_{i}")
+    return keras.Model(inputs, output_head(x, num_actions, head, model.dueling),
+                       name=f"mlp_{head}")
 
 
 def dense_layer(x, units: int, activation: str, layer_norm: bool, name: str):
@@ -54,7 +52,7 @@ class DuelingCombine(keras.layers.Layer):
 HEADS = ("q", "policy")
 
 
-def output_head(features, num_actions: int, head: str = "q", dueling: bool = False):
+def output_head(features, num_actions: int, head: str, dueling: bool):
     """Q-values (``q``, optionally dueling) or a two-action policy's P(left) (``policy``)."""
     if head == "q":
         return q_head(features, num_actions, dueling)
@@ -65,7 +63,7 @@ def output_head(features, num_actions: int, head: str = "q", dueling: bool = Fal
     return keras.layers.Dense(1, activation="sigmoid", name="left_probability")(features)
 
 
-def q_head(features, num_actions: int, dueling: bool = False):
+def q_head(features, num_actions: int, dueling: bool):
     """The output layer(s): Q-values directly, or a dueling value and advantage stream."""
     if not dueling:
         return keras.layers.Dense(num_actions, name="q_values")(features)
@@ -103,23 +101,6 @@ def pixel_state(frames: np.ndarray, mode: str, channels: int = 1) -> np.ndarray:
     x = ops.einsum("sf,...fhwc->...hwsc", weights, x)
     lead = [-1 if d is None else d for d in x.shape[:-2]]
     return ops.reshape(x, (*lead, x.shape[-2] * x.shape[-1]))
-
-
-@keras.saving.register_keras_serializable(package="pixel_dqn")
-class PixelState(keras.layers.Layer):
-    """uint8 patch stacks -> the state (``pixel_state``): the first layer of the pixel networks
-    saved before ``PixelConv``, kept so that they still load."""
-
-    def __init__(self, obs_mode: str, channels: int = 1, **kwargs) -> None:
-        super().__init__(**kwargs)
-        self.obs_mode = obs_mode
-        self.channels = channels
-
-    def call(self, frames):
-        return pixel_state(frames, self.obs_mode, self.channels)
-
-    def get_config(self) -> dict:
-        return {**super().get_config(), "obs_mode": self.obs_mode, "channels": self.channels}
 
 
 @keras.saving.register_keras_serializable(package="pixel_dqn")
@@ -176,34 +157,25 @@ class PixelConv(keras.layers.Layer):
                 "strides": self.strides}
 
 
-def build_cnn(
-    obs_shape: Sequence[int],
-    num_actions: int,
-    obs_mode: str = PixelEnvConfig.obs_mode,
-    gray: bool = PixelEnvConfig.gray,
-    filters: Sequence[int] = tuple(CNN.filters),
-    kernel_sizes: Sequence[int] = tuple(CNN.kernel_sizes),
-    strides: Sequence[int] = tuple(CNN.strides),
-    dense_sizes: Sequence[int] = tuple(CNN.dense_sizes),
-    dueling: bool = CNN.dueling,
-    layer_norm: bool = CNN.layer_norm,
-    head: str = "q",
-) -> keras.Model:
+def build_cnn(model: CNNConfig, obs_shape: Sequence[int], num_actions: int,
+              head: str = "q") -> keras.Model:
     """Convolutional network over uint8 patch stacks (the diff is formed inside the model):
     one Q-value per action, or P(left) with ``head="policy"`` (``dueling`` then unused)."""
     inputs = keras.Input(shape=tuple(obs_shape), dtype="uint8", name="frames")
     x = inputs
-    for i, (units, kernel, stride) in enumerate(zip(filters, kernel_sizes, strides, strict=True)):
+    layers = zip(model.filters, model.kernel_sizes, model.strides, strict=True)
+    for i, (units, kernel, stride) in enumerate(layers):
         if i == 0:
-            x = PixelConv(obs_mode, 1 if gray else 3, int(units), int(kernel), int(stride),
-                          name="conv_0")(x)
+            x = PixelConv(model.obs_mode, 1 if model.gray else 3, int(units), int(kernel),
+                          int(stride), name="conv_0")(x)
         else:
             x = keras.layers.Conv2D(int(units), int(kernel), strides=int(stride),
                                     activation="relu", name=f"conv_{i}")(x)
     x = keras.layers.Flatten()(x)
-    for i, units in enumerate(dense_sizes):
-        x = dense_layer(x, int(units), "relu", layer_norm, f"dense_{i}")
-    return keras.Model(inputs, output_head(x, num_actions, head, dueling), name=f"cnn_{head}")
+    for i, units in enumerate(model.dense_sizes):
+        x = dense_layer(x, int(units), "relu", model.layer_norm, f"dense_{i}")
+    return keras.Model(inputs, output_head(x, num_actions, head, model.dueling),
+                       name=f"cnn_{head}")
 
 
 def load_q_network(path: Path) -> keras.Model:

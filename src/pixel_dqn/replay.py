@@ -55,13 +55,14 @@ class ReplayBuffer:
         obs_shape: tuple[int, ...],
         obs_dtype: np.dtype,
         rng: np.random.Generator,
-        num_envs: int = 1,
-        history: int | None = None,
-        n_step: int = 1,
-        gamma: float = 0.99,
-        prioritized: bool = False,
-        alpha: float = 0.6,
-        priority_eps: float = 1e-6,
+        *,
+        num_envs: int,
+        history: int | None,
+        n_step: int,
+        gamma: float,
+        prioritized: bool,
+        alpha: float,
+        priority_eps: float,
     ) -> None:
         if n_step < 1:
             raise ValueError(f"n_step must be >= 1, got {n_step}")

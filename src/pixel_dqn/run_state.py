@@ -70,7 +70,7 @@ class LoopState:
     seconds: float = 0.0  # wall-clock seconds of the earlier sessions of a resumed run
     recent_returns: deque = field(default_factory=lambda: deque(maxlen=20))
     last: dict = field(default_factory=dict)  # the latest training metrics (loss, ...)
-    last_eval: str = "-"
+    last_eval: float | None = None  # the latest periodic evaluation's mean return
     # eval.keep_best: (mean return, env step, evaluated network's weights) of the best eval
     best: tuple[float, int, list] | None = None
     phase_seconds: dict = field(default_factory=dict)

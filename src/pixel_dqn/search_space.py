@@ -18,9 +18,8 @@ import optuna
 import yaml
 from omegaconf import DictConfig, OmegaConf
 
-from pixel_dqn.config import register_configs
+from pixel_dqn.config import ConfigError, load_config, register_configs
 from pixel_dqn.flat_config import flatten_config
-from pixel_dqn.validation import ConfigError, validate
 
 SPACE_DIR = "search"
 OBJECTIVES = ("final_eval_mean",)  # eval.json's mean; periodic eval rows are its intermediates
@@ -251,7 +250,7 @@ def _check_enqueue(fail: Callable[[str], ConfigError], enqueue: Any, params: dic
 
 def check_against_config(space: SearchSpace, conf_dir: Path, extra: list[str]) -> None:
     """Compose the Hydra config with the space's overrides (and ``extra``): every searched key
-    must exist, and each bound or choice alone must compose and pass ``validate``."""
+    must exist, and each bound or choice alone must compose and pass ``load_config``'s checks."""
     from hydra import compose, initialize_config_dir
 
     base = [*space.overrides, *extra]
@@ -272,7 +271,7 @@ def check_against_config(space: SearchSpace, conf_dir: Path, extra: list[str]) -
                               for e in (error, error.__cause__) if e is not None)
             raise ConfigError(f"search space {space.name}: {where}: {reason}") from None
         try:
-            validate(cfg)
+            load_config(cfg)
         except ConfigError as error:
             raise ConfigError(f"search space {space.name}: {where}: {error}") from None
         return cfg

@@ -30,6 +30,7 @@ import optuna
 import yaml
 from optuna.trial import TrialState
 
+from pixel_dqn.config import ConfigError
 from pixel_dqn.flat_config import flatten_config
 from pixel_dqn.search_space import SearchSpace, check_against_config
 from pixel_dqn.tuning_trial import (
@@ -40,7 +41,6 @@ from pixel_dqn.tuning_trial import (
     die_with_parent,
     run_trial,
 )
-from pixel_dqn.validation import ConfigError
 
 STUDY_NAME = "pixel_dqn"
 SPACE_FILE = "space.yaml"

@@ -15,6 +15,7 @@ import optuna
 import yaml
 from optuna.trial import FrozenTrial, TrialState
 
+from pixel_dqn.config import ConfigError
 from pixel_dqn.report import read_job
 from pixel_dqn.tuning import (
     SPACE_FILE,
@@ -25,7 +26,6 @@ from pixel_dqn.tuning import (
     retry_callback,
 )
 from pixel_dqn.tuning_trial import PRUNED_FILE
-from pixel_dqn.validation import ConfigError
 
 PLOTS = ("history.png", "importances.png", "intermediate.png")
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
+from dataclasses import replace
 from functools import partial
 
 import gymnasium as gym
 
-from pixel_dqn.config import EnvConfig, PixelEnvConfig, StateEnvConfig
+from pixel_dqn.config import RENDERERS, VECTOR_MODES, EnvConfig, PixelEnvConfig
 from pixel_dqn.envs.pixels import PatchRenderer, PixelObservation, frames_for
 from pixel_dqn.envs.screen import (
     CropWindow,
@@ -16,10 +17,6 @@ from pixel_dqn.envs.screen import (
     PygamePatchRenderer,
     StackedPatchRenderer,
 )
-
-VECTOR_MODES = ("sync", "async")
-RENDERERS = ("fast", "pygame")
-PIXELS = PixelEnvConfig()  # the keyword defaults below are the config schema's
 
 
 class CartOffTrackInfo(gym.Wrapper):
@@ -34,16 +31,12 @@ class CartOffTrackInfo(gym.Wrapper):
         return obs, reward, terminated, truncated, info
 
 
-def make_single_env(
-    id: str = EnvConfig.id,
-    max_episode_steps: int | None = EnvConfig.max_episode_steps,
-    render_mode: str | None = None,
-) -> gym.Env:
+def make_single_env(id: str, max_episode_steps: int | None, render_mode: str | None) -> gym.Env:
     """Create one environment; the project's single call to ``gym.make``.
 
-    ``SDL_VIDEODRIVER`` defaults to ``dummy`` so pygame never looks for a screen (headless
-    servers); a value the user set is left alone. A CartPole reports in its info why an
-    episode terminated (``CartOffTrackInfo``).
+    ``max_episode_steps=None`` keeps the env's own time limit. ``SDL_VIDEODRIVER`` defaults to
+    ``dummy`` so pygame never looks for a screen (headless servers); a value the user set is
+    left alone. A CartPole reports in its info why an episode terminated (``CartOffTrackInfo``).
     """
     os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
     kwargs = {} if max_episode_steps is None else {"max_episode_steps": max_episode_steps}
@@ -51,41 +44,33 @@ def make_single_env(
     return CartOffTrackInfo(env) if hasattr(env.unwrapped, "x_threshold") else env
 
 
-def make_patch_renderer(
-    renderer: str = PIXELS.renderer,
-    band: Sequence[float] = tuple(PIXELS.band),
-    window: float = PIXELS.window,
-    size: Sequence[int] = tuple(PIXELS.size),
-    gray: bool = PIXELS.gray,
-    follow: float = PIXELS.follow,
-) -> PatchRenderer:
-    """The ``fast`` or ``pygame`` patch renderer for a crop window (see ``envs.screen``)."""
+def make_patch_renderer(renderer: str, crop: CropWindow, gray: bool) -> PatchRenderer:
+    """The ``fast`` or ``pygame`` patch renderer of a crop window (see ``envs.screen``)."""
     if renderer not in RENDERERS:
         raise ValueError(f"unknown renderer {renderer!r}; valid: {', '.join(RENDERERS)}")
-    crop = CropWindow(band=(float(band[0]), float(band[1])), window=float(window),
-                      size=(int(size[0]), int(size[1])), follow=float(follow))
     renderer_class = FastPatchRenderer if renderer == "fast" else PygamePatchRenderer
     return renderer_class(crop, gray)
 
 
-def make_single_pixel_env(
-    id: str = PIXELS.id,
-    max_episode_steps: int | None = PIXELS.max_episode_steps,
-    renderer: str | PatchRenderer = PIXELS.renderer,
-    obs_mode: str = PIXELS.obs_mode,
-    stack: int = PIXELS.stack,
-    diff_lag: int = PIXELS.diff_lag,
-    **crop_kwargs,
-) -> gym.Env:
+def make_env_renderer(env: PixelEnvConfig) -> PatchRenderer:
+    """The renderer of a pixel env config: the patch around the cart, with the track view
+    stacked under it if ``env.track_rows``."""
+    patches = make_patch_renderer(env.renderer, CropWindow.around_cart(env), env.gray)
+    if env.track_rows:
+        track = make_patch_renderer(env.renderer, CropWindow.whole_track(env), env.gray)
+        patches = StackedPatchRenderer([patches, track])
+    return patches
+
+
+def make_single_pixel_env(env: PixelEnvConfig, renderer: PatchRenderer | None = None) -> gym.Env:
     """One CartPole whose observations are uint8 patches around the cart (see PixelObservation).
 
-    ``renderer`` is a name (``crop_kwargs`` then go to ``make_patch_renderer``) or a renderer
-    object, which several envs may share (the fast renderer memoises patches).
+    ``renderer`` (default: the config's own) may be shared by several envs (the fast renderer
+    memoises patches).
     """
-    patches = make_patch_renderer(renderer, **crop_kwargs) if isinstance(renderer, str) else (
-        renderer)
-    env = make_single_env(id, max_episode_steps, render_mode="rgb_array")
-    return PixelObservation(env, patches, frames_for(obs_mode, stack, diff_lag))
+    patches = make_env_renderer(env) if renderer is None else renderer
+    single = make_single_env(env.id, env.max_episode_steps, render_mode="rgb_array")
+    return PixelObservation(single, patches, frames_for(env.obs_mode, env.stack, env.diff_lag))
 
 
 def vectorize(factory: Callable[[], gym.Env], num_envs: int, mode: str) -> gym.vector.VectorEnv:
@@ -100,47 +85,28 @@ def vectorize(factory: Callable[[], gym.Env], num_envs: int, mode: str) -> gym.v
     return vector_class([factory] * num_envs, autoreset_mode=gym.vector.AutoresetMode.NEXT_STEP)
 
 
-def make_env(
-    id: str = StateEnvConfig.id,
-    max_episode_steps: int | None = StateEnvConfig.max_episode_steps,
-    num_envs: int = StateEnvConfig.num_envs,
-    vector_mode: str = StateEnvConfig.vector_mode,
-    render_mode: str | None = None,
-) -> gym.vector.VectorEnv:
+def make_env(env: EnvConfig, render_mode: str | None = None) -> gym.vector.VectorEnv:
     """State CartPole as a vector env: training and evaluation always see one.
 
     ``render_mode="rgb_array"`` makes its sub-envs render frames (for videos).
     """
-    factory = partial(make_single_env, id=id, max_episode_steps=max_episode_steps,
-                      render_mode=render_mode)
-    return vectorize(factory, num_envs, vector_mode)
+    factory = partial(make_single_env, env.id, env.max_episode_steps, render_mode)
+    return vectorize(factory, env.num_envs, env.vector_mode)
 
 
-def make_pixel_env(
-    id: str = PIXELS.id,
-    max_episode_steps: int | None = PIXELS.max_episode_steps,
-    num_envs: int = PIXELS.num_envs,
-    vector_mode: str = PIXELS.vector_mode,
-    renderer: str = PIXELS.renderer,
-    band: Sequence[float] = tuple(PIXELS.band),
-    window: float = PIXELS.window,
-    size: Sequence[int] = tuple(PIXELS.size),
-    gray: bool = PIXELS.gray,
-    obs_mode: str = PIXELS.obs_mode,
-    stack: int = PIXELS.stack,
-    follow: float = PIXELS.follow,
-    diff_lag: int = PIXELS.diff_lag,
-    track_rows: int = PIXELS.track_rows,
-) -> gym.vector.VectorEnv:
-    """Pixel CartPole as a vector env, its sub-envs sharing one renderer (one patch memo).
+def make_pixel_env(env: PixelEnvConfig) -> gym.vector.VectorEnv:
+    """Pixel CartPole as a vector env, its sub-envs sharing one renderer (one patch memo)."""
+    factory = partial(make_single_pixel_env, env, make_env_renderer(env))
+    return vectorize(factory, env.num_envs, env.vector_mode)
 
-    With ``track_rows`` a coarse view of the whole track (the same band, ``track_rows`` high,
-    as wide as the patch, fixed on the screen) is stacked under the patch around the cart.
-    """
-    patches = make_patch_renderer(renderer, band, window, size, gray, follow)
-    if track_rows:
-        track = make_patch_renderer(renderer, band, 1.0, (track_rows, size[1]), gray, 0.0)
-        patches = StackedPatchRenderer([patches, track])
-    factory = partial(make_single_pixel_env, id=id, max_episode_steps=max_episode_steps,
-                      renderer=patches, obs_mode=obs_mode, stack=stack, diff_lag=diff_lag)
-    return vectorize(factory, num_envs, vector_mode)
+
+def make_envs(env: EnvConfig, num_envs: int | None = None,
+              render_mode: str | None = None) -> gym.vector.VectorEnv:
+    """The vector env an env config describes (``num_envs`` sub-envs instead of the config's,
+    if given). ``render_mode="rgb_array"`` makes a state env's sub-envs render frames (a
+    pixel env's always do)."""
+    if num_envs is not None:
+        env = replace(env, num_envs=num_envs)
+    if isinstance(env, PixelEnvConfig):
+        return make_pixel_env(env)
+    return make_env(env, render_mode)

@@ -7,7 +7,8 @@ from typing import Any, Protocol
 import gymnasium as gym
 import numpy as np
 
-OBS_MODES = ("diff", "diff_current", "stack")
+from pixel_dqn.config import OBS_MODES
+
 FRAMES_METADATA = "observation_frames"
 """``env.metadata`` key of a pixel env (and its vector env): the patches one observation
 stacks along its first axis. A replay stores each patch once and rebuilds observations."""

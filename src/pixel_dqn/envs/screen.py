@@ -18,8 +18,6 @@ import numpy as np
 
 from pixel_dqn.config import PixelEnvConfig
 
-PIXELS = PixelEnvConfig()  # the crop's defaults are the config schema's
-
 # gymnasium.envs.classic_control.cartpole.CartPoleEnv.render (gymnasium 1.4), in screen pixels
 SCREEN_WIDTH, SCREEN_HEIGHT = 600, 400
 X_THRESHOLD = 2.4
@@ -40,17 +38,30 @@ def _gray(rgb: tuple[int, int, int]) -> int:
 class CropWindow:
     """Which part of the screen becomes the patch, and the patch's size in pixels."""
 
-    band: tuple[float, float] = tuple(PIXELS.band)
+    band: tuple[float, float]
     """Top and bottom of the band, as fractions of the screen height (0 = top)."""
-    window: float = PIXELS.window
+    window: float
     """Width of the window, as a fraction of the screen width, centred on the cart."""
-    size: tuple[int, int] = tuple(PIXELS.size)
+    size: tuple[int, int]
     """Patch height and width after resizing."""
-    follow: float = PIXELS.follow
+    follow: float
     """How far the window's centre follows the cart: 1 keeps the cart in the middle (its
     position shows only where the window clamps at the screen edges), 0.5 moves the window
     half as far as the cart, so the cart's place in the patch gives its position on the track
     and the diff its velocity (with a 0.6 window the cart stays in view up to the track's end)."""
+
+    @classmethod
+    def around_cart(cls, env: PixelEnvConfig) -> CropWindow:
+        """The window around the cart that a pixel env config describes."""
+        return cls(band=(float(env.band[0]), float(env.band[1])), window=float(env.window),
+                   size=(int(env.size[0]), int(env.size[1])), follow=float(env.follow))
+
+    @classmethod
+    def whole_track(cls, env: PixelEnvConfig) -> CropWindow:
+        """The coarse view of the whole track (the same band, fixed on the screen, as wide as
+        the patch and ``env.track_rows`` high) that ``env.track_rows`` stacks under the patch."""
+        return cls(band=(float(env.band[0]), float(env.band[1])), window=1.0,
+                   size=(int(env.track_rows), int(env.size[1])), follow=0.0)
 
     @property
     def rows(self) -> tuple[int, int]:
@@ -67,7 +78,7 @@ class CropWindow:
         return min(max(round(centre - width / 2), 0), SCREEN_WIDTH - width)  # scalar: no numpy
 
 
-def crop_frame(frame: np.ndarray, cart_x: float, crop: CropWindow, gray: bool = True) -> np.ndarray:
+def crop_frame(frame: np.ndarray, cart_x: float, crop: CropWindow, gray: bool) -> np.ndarray:
     """Cut the window around the cart out of a full RGB frame and resize it (area average)."""
     top, bottom = crop.rows
     left = crop.left(cart_x)
@@ -93,7 +104,7 @@ class FastPatchRenderer:
     def __init__(
         self,
         crop: CropWindow,
-        gray: bool = True,
+        gray: bool,
         supersample: int = 4,
         x_steps: int = 4,
         angle_steps: int = 1000,
@@ -223,7 +234,7 @@ class StackedPatchRenderer:
 class PygamePatchRenderer:
     """gymnasium's own ``render()`` (the full 600x400 frame), then the crop and resize."""
 
-    def __init__(self, crop: CropWindow, gray: bool = True) -> None:
+    def __init__(self, crop: CropWindow, gray: bool) -> None:
         self.crop = crop
         self.gray = gray
         self.shape = crop.size if gray else (*crop.size, 3)

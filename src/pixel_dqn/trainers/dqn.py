@@ -10,14 +10,16 @@ import numpy as np
 
 from pixel_dqn.agents.dqn import DQNAgent
 from pixel_dqn.augmentation import random_shift
-from pixel_dqn.config import DQNConfig
+from pixel_dqn.config import Config, DQNConfig
 from pixel_dqn.envs.pixels import FRAMES_METADATA
 from pixel_dqn.episodes import EpisodeTally
+from pixel_dqn.networks import build_network
 from pixel_dqn.replay import Batch, ReplayBuffer
+from pixel_dqn.run import Run
 from pixel_dqn.run_state import LoopState
 from pixel_dqn.schedules import LinearSchedule
 from pixel_dqn.stop_signals import StopSignals
-from pixel_dqn.trainer import Trainer
+from pixel_dqn.trainers.base import Trainer
 
 
 @dataclass
@@ -33,23 +35,26 @@ class DQNLoopState(LoopState):
 class DQNTrainer(Trainer):
     """DQN on a vector env with a replay buffer and a target network."""
 
-    def __init__(self, cfg, hparams: DQNConfig, run_dir, envs, make_envs, build_model, seeds,
-                 store, writer):
-        super().__init__(cfg, hparams, run_dir, envs, make_envs, seeds, store, writer)
+    hparams: DQNConfig
+
+    def __init__(self, cfg: Config, run: Run) -> None:
+        super().__init__(cfg, run)
+        hparams, envs = self.hparams, self.envs
         obs_space, action_space = envs.single_observation_space, envs.single_action_space
         total_gradient_steps = (max(cfg.total_steps - hparams.learning_starts, 0)
                                 // hparams.train_freq * hparams.gradient_steps)
-        self.agent = DQNAgent(partial(build_model, obs_space.shape, int(action_space.n)),
-                              int(action_space.n), hparams, total_gradient_steps)
+        self.agent = DQNAgent(
+            partial(build_network, cfg.model, obs_space.shape, int(action_space.n)),
+            int(action_space.n), hparams, total_gradient_steps)
         self.buffer = ReplayBuffer(
             hparams.buffer_size, obs_space.shape, obs_space.dtype,
-            np.random.default_rng(seeds.replay), num_envs=envs.num_envs,
+            np.random.default_rng(run.seeds.replay), num_envs=envs.num_envs,
             # pixel observations are frame stacks: the replay stores each frame once
             history=envs.metadata.get(FRAMES_METADATA),
             n_step=hparams.n_step, gamma=hparams.gamma, prioritized=hparams.prioritized,
             alpha=hparams.priority_alpha, priority_eps=hparams.priority_eps,
         )
-        self.augment_rng = np.random.default_rng(seeds.augment)
+        self.augment_rng = np.random.default_rng(run.seeds.augment)
 
     def progress_total(self) -> int:
         return self.cfg.total_steps

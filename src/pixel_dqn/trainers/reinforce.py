@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 
 import numpy as np
 
 from pixel_dqn.agents.reinforce import ReinforceAgent, discount_and_normalize_rewards
-from pixel_dqn.config import ReinforceConfig
+from pixel_dqn.config import Config, ConfigError, EnvConfig, ReinforceConfig
+from pixel_dqn.networks import build_network
+from pixel_dqn.run import Run
 from pixel_dqn.run_state import LoopState
 from pixel_dqn.stop_signals import StopSignals
-from pixel_dqn.trainer import Trainer
-from pixel_dqn.validation import ConfigError
+from pixel_dqn.trainers.base import Trainer
 
 
 @dataclass
@@ -35,19 +36,22 @@ class ReinforceTrainer(Trainer):
 
     progress_units = "update"
 
-    @staticmethod
-    def env_factory(make_envs, hparams: ReinforceConfig):
-        # one sub-env per episode of an update; every episode of the run is capped
-        return partial(make_envs, num_envs=hparams.episodes_per_update,
-                       max_episode_steps=hparams.max_episode_steps)
+    hparams: ReinforceConfig
 
-    def __init__(self, cfg, hparams: ReinforceConfig, run_dir, envs, make_envs, build_model,
-                 seeds, store, writer):
-        super().__init__(cfg, hparams, run_dir, envs, make_envs, seeds, store, writer)
+    @staticmethod
+    def env_config(cfg: Config) -> EnvConfig:
+        # one sub-env per episode of an update; every episode of the run is capped
+        return replace(cfg.env, num_envs=cfg.trainer.episodes_per_update,
+                       max_episode_steps=cfg.trainer.max_episode_steps)
+
+    def __init__(self, cfg: Config, run: Run) -> None:
+        super().__init__(cfg, run)
+        envs, hparams = self.envs, self.hparams
         if envs.single_action_space.n != 2:
             raise ConfigError(f"trainer=reinforce needs a two-action env, not "
                               f"{envs.single_action_space.n} actions")
-        build = partial(build_model, envs.single_observation_space.shape, 2, head="policy")
+        build = partial(build_network, cfg.model, envs.single_observation_space.shape, 2,
+                        head="policy")
         self.agent = ReinforceAgent(build, hparams.learning_rate)
 
     def progress_total(self) -> int:

@@ -1,39 +1,31 @@
-"""``Trainer``: one training run from its first step to eval.json; each algorithm subclasses it.
+"""``Trainer``: one run's training from its first step to eval.json; each algorithm subclasses it.
 
 A trainer subclass writes its ``loop`` (and what it checkpoints); the lifecycle is here, once:
 start or resume, checkpoints (periodic, at the end and on SIGTERM/SIGINT), periodic and final
 evaluations, the non-finite guard, and the files a finished run leaves (model.keras, eval.json,
-timing.json).
+timing.json). The resources it uses (envs, checkpoints, metrics) belong to the ``Run``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import json
 import math
-import random
 import time
-from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
-from omegaconf import DictConfig, OmegaConf
 
-from pixel_dqn.checkpoint import Checkpoint, CheckpointStore
-from pixel_dqn.envs.snapshot import restore_envs, snapshot_envs
+from pixel_dqn.checkpoint import Checkpoint
+from pixel_dqn.config import Config, EnvConfig
+from pixel_dqn.envs.snapshot import snapshot_envs
 from pixel_dqn.evaluation import EvalResult, Policy, run_episodes
-from pixel_dqn.metrics import MetricsWriter, Progress
+from pixel_dqn.metrics import Progress
+from pixel_dqn.run import Run
 from pixel_dqn.run_directory import EVAL_FILE, MODEL_FILE, TIMING_FILE
-from pixel_dqn.run_state import (
-    LoopState,
-    NonFiniteError,
-    RunSeeds,
-    RunWriteError,
-    TrainingInterrupted,
-)
+from pixel_dqn.run_state import LoopState, NonFiniteError, RunWriteError, TrainingInterrupted
 from pixel_dqn.stop_signals import StopSignals
 from pixel_dqn.timing import PhaseTimer
 
@@ -44,16 +36,14 @@ RUN_DIR_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS)
 class Trainer:
     """One training run: envs, an agent and the loop over them; subclasses write ``loop``."""
 
-    def __init__(self, cfg: DictConfig, hparams: Any, run_dir: Path, envs: gym.vector.VectorEnv,
-                 make_envs: Callable[..., gym.vector.VectorEnv], seeds: RunSeeds,
-                 store: CheckpointStore, writer: MetricsWriter) -> None:
-        self.cfg, self.hparams, self.run_dir = cfg, hparams, run_dir
-        self.envs, self.seeds, self.store = envs, seeds, store
-        self._make_envs = make_envs
-        self.rng = np.random.default_rng(seeds.exploration)  # the agent's own draws
+    def __init__(self, cfg: Config, run: Run) -> None:
+        self.cfg, self.run = cfg, run
+        self.hparams = cfg.trainer  # the trainer's own config (a DQNConfig, ...)
+        self.run_dir, self.envs, self.seeds = run.dir, run.envs, run.seeds
+        self.store, self.writer = run.store, run.writer
+        self.rng = np.random.default_rng(run.seeds.exploration)  # the agent's own draws
         self.timer = PhaseTimer()
         self._state: LoopState | None = None  # set by start or restore
-        self.writer = writer
         self.progress = Progress(self.progress_total(), cfg.progress_interval_s,
                                  unit=self.progress_units)
         self.saved_step: int | None = None  # env step of the newest checkpoint written/loaded
@@ -78,10 +68,9 @@ class Trainer:
         raise NotImplementedError
 
     @staticmethod
-    def env_factory(make_envs: Callable[..., gym.vector.VectorEnv], hparams: Any
-                    ) -> Callable[..., gym.vector.VectorEnv]:
-        """How this trainer makes its envs from the env config's factory (as configured)."""
-        return make_envs
+    def env_config(cfg: Config) -> EnvConfig:
+        """The env config this trainer plays, training and evaluation (``cfg.env`` as is)."""
+        return cfg.env
 
     def start(self) -> None:
         """Reset the envs and set ``self.state`` for a fresh run."""
@@ -115,12 +104,13 @@ class Trainer:
         return {}
 
     # -- shared ------------------------------------------------------------------------------
-    def train(self, checkpoint: Checkpoint | None = None) -> EvalResult:
-        """Train from the start (or from ``checkpoint``) to the final evaluation, then write
-        model.keras, eval.json and timing.json; the envs and the metrics are closed after.
+    def train(self) -> EvalResult:
+        """Train from the start (or from the run's checkpoint) to the final evaluation, then
+        write model.keras, eval.json and timing.json.
 
         A full disk stops it with a ``RunWriteError`` naming the last complete checkpoint.
         """
+        checkpoint = self.run.checkpoint
         try:
             if checkpoint is None:
                 self.start()
@@ -138,9 +128,6 @@ class Trainer:
             raise RunWriteError(self.run_dir, step, error, self.store.paths()) from error
         finally:
             self.progress.close()
-            with contextlib.suppress(OSError):  # rows are flushed as written: nothing is lost
-                self.writer.close()
-            self.envs.close()
 
     def _finish(self) -> EvalResult:
         """The last checkpoint, the final evaluation (of the kept network with
@@ -188,8 +175,7 @@ class Trainer:
 
     def evaluate(self, episodes: int, index: int, policy: Policy | None = None) -> EvalResult:
         """Greedy episodes on fresh envs seeded from the run's eval seed and ``index``."""
-        return run_episodes(policy or self.greedy_actions,
-                            lambda n: self._make_envs(num_envs=n), episodes,
+        return run_episodes(policy or self.greedy_actions, self.run.make_envs, episodes,
                             seed=self.seeds.eval + index)
 
     def evaluate_if_due(self) -> None:
@@ -212,7 +198,7 @@ class Trainer:
             "return_std": summary["std"], "return_min": summary["min"],
             "return_max": summary["max"],
         })
-        s.last_eval = f"{summary['mean']:.1f}"
+        s.last_eval = summary["mean"]
         if self.cfg.eval.keep_best and (s.best is None or summary["mean"] >= s.best[0]):
             s.best = (summary["mean"], s.step, self.network().get_weights())
 
@@ -234,7 +220,7 @@ class Trainer:
             self.progress.show(position, {
                 "steps/s": f"{session_rate:.0f}", **fields,
                 "return": f"{np.mean(s.recent_returns):.1f}" if s.recent_returns else "-",
-                "eval": s.last_eval,
+                "eval": "-" if s.last_eval is None else f"{s.last_eval:.1f}",
             })
 
     def check_finite(self, values: dict[str, float], *arrays: np.ndarray) -> None:
@@ -276,11 +262,9 @@ class Trainer:
         s.seconds = self.elapsed()
         s.phase_seconds = dict(self.timer.seconds)
         state = {
-            "config": OmegaConf.to_container(self.cfg, resolve=True),
+            "config": asdict(self.cfg),
             "loop": s,
             "agent_rng": self.rng.bit_generator.state,
-            # not drawn from after set-up today; saved so that a future use stays resumable
-            "global_rngs": (random.getstate(), np.random.get_state()),
             "envs": snapshot_envs(self.envs),
             "metrics": self.writer.position(s.step),
         }
@@ -290,15 +274,11 @@ class Trainer:
         return path
 
     def restore(self, checkpoint: Checkpoint) -> None:
-        """Load a checkpoint into the freshly built objects (the writer was opened at its
-        metrics position)."""
+        """Load a checkpoint into the freshly built objects (the run opened the writer at its
+        metrics position and restored the envs)."""
         state = checkpoint.state
         self.load_checkpoint_state(checkpoint.arrays, state["extra"])
         self.rng.bit_generator.state = state["agent_rng"]
-        random.setstate(state["global_rngs"][0])
-        np.random.set_state(state["global_rngs"][1])
-        self.envs.close()
-        self.envs = restore_envs(state["envs"])
         self.state = state["loop"]
         self.timer.seconds.update(self.state.phase_seconds)
         self.saved_step = checkpoint.step
