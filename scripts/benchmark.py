@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pixel_dqn.benchmarking import invocation, machine_description, today, write_benchmark
+from pixel_dqn.benchmarking import Provenance, publish
 from pixel_dqn.config import OBS_MODES, PixelEnvConfig
 from pixel_dqn.envs import make_pixel_env, make_single_env, make_single_pixel_env
 from pixel_dqn.envs.screen import CropWindow, FastPatchRenderer, crop_frame
@@ -189,13 +189,11 @@ def checks(rows: list[dict]) -> list[str]:
     ]
 
 
-def to_markdown(rows: list[dict], record: dict) -> str:
+def to_markdown(rows: list[dict], record: dict, provenance: Provenance) -> str:
     lines = [
         "# Pixel environment speed",
         "",
-        f"- command: `{record['command']}`",
-        f"- machine: {record['machine']}",
-        f"- date: {record['date']}",
+        *provenance.markdown(),
         f"- {record['steps']} steps per repeat ({record['slow_steps']} for pygame stages), "
         f"median of {record['repeats']} repeats; random actions, resets included",
         "",
@@ -235,12 +233,10 @@ def main() -> None:
         args.steps, args.slow_steps, args.repeats, args.num_envs = 200, 20, 1, [2]
     os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
     rows = run(args.steps, args.slow_steps, args.repeats, args.num_envs, args.seed)
-    record = {"command": invocation("scripts/benchmark.py"), "machine": machine_description(),
-              "date": today(), "steps": args.steps, "slow_steps": args.slow_steps,
-              "repeats": args.repeats, "checks": checks(rows), "rows": rows}
-    markdown = to_markdown(rows, record)
-    write_benchmark(args.out, args.name, markdown, record)
-    print(markdown)
+    provenance = Provenance.of_this_run(ROOT, "scripts/benchmark.py")
+    record = {"steps": args.steps, "slow_steps": args.slow_steps, "repeats": args.repeats,
+              "checks": checks(rows), "rows": rows}
+    publish(args.out, args.name, to_markdown(rows, record, provenance), record, provenance)
 
 
 if __name__ == "__main__":

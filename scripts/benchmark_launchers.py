@@ -20,7 +20,7 @@ from pathlib import Path
 
 import yaml
 
-from pixel_dqn.benchmarking import invocation, machine_description, today, write_benchmark
+from pixel_dqn.benchmarking import Provenance, publish
 from pixel_dqn.report import find_jobs
 from pixel_dqn.run_directory import train_command
 
@@ -64,13 +64,11 @@ def thread_counts(sweep: dict) -> list[int]:
     return sorted({j["intra_op_threads"] for j in sweep["jobs"].values()})
 
 
-def to_markdown(command: str, machine: str, date: str, results: dict) -> str:
+def to_markdown(provenance: Provenance, results: dict) -> str:
     lines = [
         "# Launcher benchmark: basic (sequential) vs joblib (parallel)",
         "",
-        f"- command: `{command}`",
-        f"- machine: {machine}",
-        f"- date: {date}",
+        *provenance.markdown(),
         "",
         "| workload | jobs | basic: wall time (s) | joblib: wall time (s) | speed-up | "
         "threads per job (basic / joblib) | env steps/s per job (basic / joblib) | "
@@ -108,14 +106,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workloads", nargs="+", choices=list(WORKLOADS), default=list(WORKLOADS))
     args = parser.parse_args()
-    command = invocation("scripts/benchmark_launchers.py")
-    date, machine = today(), machine_description()
+    provenance = Provenance.of_this_run(ROOT, "scripts/benchmark_launchers.py")
     results = {w: {launcher: run_sweep(w, launcher) for launcher in LAUNCHERS}
                for w in args.workloads}
-    markdown = to_markdown(command, machine, date, results)
-    write_benchmark(ROOT / "benchmarks", "launchers", markdown,
-                    {"command": command, "machine": machine, "date": date, "results": results})
-    print(markdown)
+    publish(ROOT / "benchmarks", "launchers", to_markdown(provenance, results),
+            {"results": results}, provenance)
 
 
 if __name__ == "__main__":

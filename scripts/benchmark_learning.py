@@ -24,13 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from pixel_dqn import run_directory as run_files
-from pixel_dqn.benchmarking import (
-    code_version,
-    invocation,
-    machine_description,
-    today,
-    write_benchmark,
-)
+from pixel_dqn.benchmarking import Provenance, publish
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -72,8 +66,8 @@ def run_seed(name: str, seed: int, overrides: list[str], tail: int) -> dict:
     }
 
 
-def to_markdown(name: str, command: str, machine: str, date: str, results: list[dict],
-                train_target: float | None = None, parallel: int = 1, code: str = "") -> str:
+def to_markdown(name: str, provenance: Provenance, results: list[dict],
+                train_target: float | None = None, parallel: int = 1) -> str:
     solved = sum(r["final_eval_mean"] >= run_files.SOLVED for r in results)
     means = [r["final_eval_mean"] for r in results]
     tail = results[0]["train_tail_episodes"]
@@ -84,10 +78,7 @@ def to_markdown(name: str, command: str, machine: str, date: str, results: list[
     lines = [
         f"# Learning benchmark: {name}",
         "",
-        f"- command: `{command}`",
-        f"- machine: {machine}",
-        f"- code: {code}",
-        f"- date: {date}",
+        *provenance.markdown(),
         "- runs: one after another" if parallel == 1 else
         f"- runs: {parallel} side by side (env steps/s is that of a run sharing the machine)",
         f"- seeds with final greedy eval mean >= {run_files.SOLVED:.0f}: "
@@ -171,8 +162,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.parallel < 1:
         parser.error(f"--parallel {args.parallel}: must be >= 1")
-    command = invocation("scripts/benchmark_learning.py")
-    date, machine, code = today(), machine_description(), code_version(ROOT)
+    provenance = Provenance.of_this_run(ROOT, "scripts/benchmark_learning.py")
     # side by side, each run's concurrent ops get its share of the cores (this changes no result)
     share = [] if args.parallel == 1 else [
         f"threads.inter_op={max((os.cpu_count() or 1) // args.parallel, 1)}"]
@@ -180,12 +170,9 @@ def main() -> None:
     with ThreadPoolExecutor(max_workers=args.parallel) as pool:  # each seed is a subprocess
         results = list(pool.map(lambda seed: run_seed(args.name, seed, overrides, args.tail),
                                 args.seeds))
-    markdown = to_markdown(args.name, command, machine, date, results, args.train_target,
-                           args.parallel, code)
-    write_benchmark(args.out, args.name, markdown,
-                    {"command": command, "machine": machine, "code": code, "date": date,
-                     "parallel": args.parallel, "results": results})
-    print(markdown)
+    markdown = to_markdown(args.name, provenance, results, args.train_target, args.parallel)
+    publish(args.out, args.name, markdown, {"parallel": args.parallel, "results": results},
+            provenance)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from pixel_dqn.agents.reinforce import ReinforceAgent, discount_and_normalize_rewards
-from pixel_dqn.benchmarking import invocation, machine_description, today, write_benchmark
+from pixel_dqn.benchmarking import Provenance, publish
 from pixel_dqn.config import MLPConfig, StateEnvConfig
 from pixel_dqn.envs import make_env
 from pixel_dqn.networks import build_mlp
@@ -88,16 +88,14 @@ def main() -> None:
             [g.numpy() for g in batched_fn(*tensors)[0]]
         batched_s.append((time.perf_counter() - start) / 10)
     tape_ms, batched_ms = 1e3 * np.median(tape_s), 1e3 * np.median(batched_s)
-    record = {"command": invocation("scripts/benchmark_reinforce.py"),
-              "machine": machine_description(), "date": today(), "episodes": args.episodes,
+    provenance = Provenance.of_this_run(ROOT, "scripts/benchmark_reinforce.py")
+    record = {"episodes": args.episodes,
               "steps": len(steps), "per_step_tape_ms": tape_ms, "batched_ms": batched_ms,
               "speedup": tape_ms / batched_ms, "max_abs_gradient_difference": max_error}
     markdown = "\n".join([
         "# REINFORCE: batched gradient vs a tape per step",
         "",
-        f"- command: `{record['command']}`",
-        f"- machine: {record['machine']}",
-        f"- date: {record['date']}",
+        *provenance.markdown(),
         f"- one update's gradient over {args.episodes} episodes = {len(steps)} steps of an "
         f"untrained policy (median of {args.repeats} repeats, interleaved in one process)",
         "",
@@ -109,8 +107,7 @@ def main() -> None:
         f"The two gradients agree to {max_error:.1e} (largest absolute difference).",
         "",
     ])
-    write_benchmark(args.out, "reinforce_gradient", markdown, record)
-    print(markdown)
+    publish(args.out, "reinforce_gradient", markdown, record, provenance)
 
 
 if __name__ == "__main__":

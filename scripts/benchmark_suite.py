@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from pixel_dqn.benchmarking import invocation, machine_description, today, write_benchmark
+from pixel_dqn.benchmarking import Provenance, publish
 
 ROOT = Path(__file__).resolve().parents[1]
 FULL_TARGET_S = 8 * 60
@@ -90,13 +90,11 @@ def _minutes(seconds: float) -> str:
     return f"{whole // 60} min {whole % 60} s"
 
 
-def to_markdown(command: str, machine: str, date: str, runs: list[dict]) -> str:
+def to_markdown(provenance: Provenance, runs: list[dict]) -> str:
     lines = [
         "# Test-suite benchmark: the full suite and the quick set on a clean clone",
         "",
-        f"- command: `{command}`",
-        f"- machine: {machine}",
-        f"- date: {date}",
+        *provenance.markdown(),
         "",
         "| run | commit | full suite: tests | full suite: pytest time | < 8 min | "
         "`not slow`: tests | `not slow`: pytest time | < 2 min | `bash .ci/run` wall time |",
@@ -128,8 +126,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.runs < 1:
         parser.error(f"--runs={args.runs}: give 1 or more")
-    command = invocation("scripts/benchmark_suite.py")
-    date, machine = today(), machine_description()
+    provenance = Provenance.of_this_run(ROOT, "scripts/benchmark_suite.py")
     runs = []
     for number in range(1, args.runs + 1):
         work = Path(tempfile.mkdtemp(prefix="suite-"))  # removed only after a run that passed
@@ -137,10 +134,8 @@ def main() -> None:
         runs.append(run_once(work))
         shutil.rmtree(work)
         print(f"  full suite {runs[-1]['full']}, not slow {runs[-1]['quick']}", flush=True)
-    markdown = to_markdown(command, machine, date, runs)
-    write_benchmark(ROOT / "benchmarks", "test_suite", markdown,
-                    {"command": command, "machine": machine, "date": date, "runs": runs})
-    print(markdown)
+    publish(ROOT / "benchmarks", "test_suite", to_markdown(provenance, runs), {"runs": runs},
+            provenance)
 
 
 if __name__ == "__main__":

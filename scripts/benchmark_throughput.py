@@ -21,7 +21,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from pixel_dqn.benchmarking import invocation, machine_description, today, write_benchmark
+from pixel_dqn.benchmarking import Provenance, publish
 from pixel_dqn.run_directory import TIMING_FILE, read_json, train_command
 from pixel_dqn.runtime import ONEDNN_VARIABLE
 
@@ -66,10 +66,8 @@ def main() -> None:
         variants.append({"variant": label, "overrides": overrides, "environment": environment,
                          "steps_per_s": variant["steps_per_s"],
                          "train_step_us": variant["phases"]["train_step"]["us_per_env_step"]})
+    provenance = Provenance.of_this_run(ROOT, "scripts/benchmark_throughput.py")
     record = {
-        "command": invocation("scripts/benchmark_throughput.py"),
-        "machine": machine_description(),
-        "date": today(),
         "env_steps": timing["env_steps"],
         "seconds": timing["seconds"],
         "steps_per_s": timing["steps_per_s"],
@@ -81,9 +79,7 @@ def main() -> None:
                        for what, rate, source in REFERENCES],
         "config": (run_dir / "config.yaml").read_text(),
     }
-    markdown = to_markdown(record)
-    write_benchmark(args.out, args.name, markdown, record)
-    print(markdown)
+    publish(args.out, args.name, to_markdown(record, provenance), record, provenance)
 
 
 def timed_run(run_dir: Path, steps: int, overrides: list[str], environment: dict) -> dict:
@@ -95,15 +91,13 @@ def timed_run(run_dir: Path, steps: int, overrides: list[str], environment: dict
     return read_json(run_dir, TIMING_FILE)
 
 
-def to_markdown(record: dict) -> str:
+def to_markdown(record: dict, provenance: Provenance) -> str:
     rate = record["steps_per_s"]
     met = "yes" if rate >= record["target_steps_per_s"] else "no"
     lines = [
         "# Training throughput",
         "",
-        f"- command: `{record['command']}`",
-        f"- machine: {record['machine']}",
-        f"- date: {record['date']}",
+        *provenance.markdown(),
         f"- **{rate:.0f} env steps/s** end to end over {record['env_steps']} env "
         f"steps ({record['seconds']:.0f} s, periodic evaluations off); target >= "
         f"{record['target_steps_per_s']:.0f}: {met}",

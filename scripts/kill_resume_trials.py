@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pixel_dqn.benchmarking import invocation, machine_description, today, write_benchmark
+from pixel_dqn.benchmarking import Provenance, publish
 from pixel_dqn.reproducibility import run_differences
 from pixel_dqn.run_directory import train_command
 
@@ -113,13 +113,12 @@ def main() -> None:
         print(f"trial {trial}: killed {kills} s after its first checkpoint, resumed from step "
               f"{trials[-1]['resumed_from_step']}: "
               f"{differences or 'identical'}", flush=True)
-    markdown = to_markdown(trials, overrides, reference_seconds, first_checkpoint)
-    write_benchmark(args.out, "kill_resume", markdown, {
-        "command": invocation("scripts/kill_resume_trials.py"), "machine": machine_description(),
-        "date": today(), "overrides": overrides, "reference_seconds": reference_seconds,
-        "first_checkpoint_seconds": first_checkpoint,
-        "trials": trials,
-    })
+    provenance = Provenance.of_this_run(ROOT, "scripts/kill_resume_trials.py")
+    markdown = to_markdown(trials, overrides, reference_seconds, first_checkpoint, provenance)
+    publish(args.out, "kill_resume", markdown, {
+        "overrides": overrides, "reference_seconds": reference_seconds,
+        "first_checkpoint_seconds": first_checkpoint, "trials": trials,
+    }, provenance)
     identical = sum(t["identical"] for t in trials)
     print(f"{identical} of {len(trials)} killed-and-resumed runs identical to the reference")
     if identical != len(trials):
@@ -127,14 +126,12 @@ def main() -> None:
 
 
 def to_markdown(trials: list[dict], overrides: list[str], reference_seconds: float,
-                first_checkpoint: float) -> str:
+                first_checkpoint: float, provenance: Provenance) -> str:
     identical = sum(t["identical"] for t in trials)
     lines = [
         "# Kill -9 and resume",
         "",
-        f"- command: `{invocation('scripts/kill_resume_trials.py')}`",
-        f"- machine: {machine_description()}",
-        f"- date: {today()}",
+        *provenance.markdown(),
         f"- run: `python scripts/train.py {' '.join(overrides)}` "
         f"(uninterrupted: {reference_seconds:.1f} s including start-up; first checkpoint after "
         f"{first_checkpoint:.1f} s; each kill comes a uniform random time after the killed "

@@ -8,7 +8,7 @@ import pixel_dqn.trainers.dqn as dqn_trainer
 from pixel_dqn.augmentation import random_shift
 from pixel_dqn.config import ConfigError
 from pixel_dqn.replay import ReplayBuffer
-from pixel_dqn.train import train
+from pixel_dqn.trainers import train
 
 
 def _frames(shape, seed=1):

@@ -1,8 +1,9 @@
 """What a benchmark records of the code it measured."""
 
+import json
 import subprocess
 
-from pixel_dqn.benchmarking import code_version
+from pixel_dqn.benchmarking import Provenance, code_version, publish
 
 
 def test_code_version_names_the_commit_and_whether_the_tree_is_clean(tmp_path):
@@ -27,3 +28,16 @@ def test_code_version_names_the_commit_and_whether_the_tree_is_clean(tmp_path):
     assert code_version(tmp_path) == f"commit {commit} (clean tree)"
     (tmp_path / "a.py").write_text("x = 2\n")
     assert code_version(tmp_path) == f"commit {commit} with uncommitted changes"
+
+
+def test_every_benchmark_file_starts_with_its_provenance(tmp_path, capsys):
+    provenance = Provenance(command="python scripts/x.py --n 3", machine="2 CPU cores (cpu)",
+                            code="commit abc (clean tree)", date="2026-12-05")
+    markdown = "\n".join(["# X", "", *provenance.markdown(), "- figure: 1", ""])
+    publish(tmp_path, "x", markdown, {"figure": 1}, provenance)
+    record = json.loads((tmp_path / "x.json").read_text())
+    assert list(record) == ["command", "machine", "code", "date", "figure"]
+    assert record["code"] == "commit abc (clean tree)" and record["figure"] == 1
+    text = (tmp_path / "x.md").read_text()
+    assert "- code: commit abc (clean tree)" in text and "- machine: 2 CPU cores (cpu)" in text
+    assert capsys.readouterr().out.strip() == markdown.strip()

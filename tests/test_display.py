@@ -1,7 +1,6 @@
 import os
 import shutil
 import subprocess
-import sys
 
 import pytest
 
@@ -11,14 +10,16 @@ from pixel_dqn.run_directory import train_command
 
 @pytest.mark.slow
 def test_missing_xvfb_fails_in_one_line_naming_the_package(tmp_path):
-    """Before TensorFlow loads: train.py runs with tensorflow unimportable."""
+    """Before TensorFlow loads: ``python -m pixel_dqn.train`` runs with tensorflow unimportable."""
     env = {**os.environ, "PATH": str(tmp_path)}  # an empty PATH: no Xvfb anywhere
-    script, *args = train_command("display.virtual=true", run_dir=tmp_path / "run")[1:]
+    python, module_flag, module, *args = train_command("display.virtual=true",
+                                                       run_dir=tmp_path / "run")
+    assert module_flag == "-m"
     without_tensorflow = ("import runpy, sys; sys.modules['tensorflow'] = None; "
-                          "sys.argv = sys.argv[1:]; "
-                          "runpy.run_path(sys.argv[0], run_name='__main__')")
+                          "sys.argv = [sys.argv[1], *sys.argv[2:]]; "
+                          "runpy.run_module(sys.argv[0], run_name='__main__', alter_sys=True)")
     proc = subprocess.run(
-        [sys.executable, "-c", without_tensorflow, script, *args],
+        [python, "-c", without_tensorflow, module, *args],
         capture_output=True, text=True, env=env, timeout=300,
     )
     assert proc.returncode == 2

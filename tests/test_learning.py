@@ -8,7 +8,7 @@ import sys
 import pytest
 from conftest import ROOT, STATE, STATE_SMOKE_OVERRIDES
 
-from pixel_dqn.train import train
+from pixel_dqn.trainers import train
 
 LEARNING_OVERRIDES = (
     *STATE,

@@ -117,7 +117,7 @@ def test_rgb_patches_have_three_channels_per_frame():
 
 def test_unknown_mode_is_rejected_with_the_valid_ones():
     with pytest.raises(ValueError, match="diff, diff_current, stack"):
-        frames_for("difff", 2)
+        frames_for("difff", 2, 1)
 
 
 @pytest.mark.parametrize(("overrides", "frames"), [({"obs_mode": "diff_current"}, 2),

@@ -21,7 +21,7 @@ from pixel_dqn.networks import build_cnn, build_mlp, build_network
 from pixel_dqn.policies import push_toward_tilt
 from pixel_dqn.reproducibility import run_differences
 from pixel_dqn.run_directory import CHECKPOINT_DIR, train_command
-from pixel_dqn.train import train
+from pixel_dqn.trainers import train
 
 REINFORCE = ("env=cartpole_state", "model=policy_mlp", "trainer=reinforce")
 

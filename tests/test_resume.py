@@ -19,7 +19,7 @@ from pixel_dqn.reproducibility import run_differences
 from pixel_dqn.run_directory import CHECKPOINT_DIR, train_command
 from pixel_dqn.run_state import TrainingInterrupted
 from pixel_dqn.stop_signals import StopSignals
-from pixel_dqn.train import NonFiniteError, RunWriteError, train
+from pixel_dqn.trainers import NonFiniteError, RunWriteError, train
 from pixel_dqn.trainers.base import Trainer
 
 # long enough (a few seconds of training) to be killed in the middle, checkpointing often

@@ -11,7 +11,7 @@ import pixel_dqn.trainers.dqn as dqn_trainer
 from pixel_dqn.metrics import COLUMNS
 from pixel_dqn.networks import load_q_network
 from pixel_dqn.replay import ReplayBuffer
-from pixel_dqn.train import train
+from pixel_dqn.trainers import train
 from pixel_dqn.trainers.base import Trainer
 
 

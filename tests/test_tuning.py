@@ -17,16 +17,15 @@ from optuna.trial import TrialState
 
 from pixel_dqn.config import ConfigError
 from pixel_dqn.metrics import COLUMNS
-from pixel_dqn.run_directory import TRAIN_SCRIPT
-from pixel_dqn.search_space import (
+from pixel_dqn.tune.driver import StudySettings, prepare_study
+from pixel_dqn.tune.report import load_study
+from pixel_dqn.tune.space import (
     check_against_config,
     format_override,
     load_space,
     parse_space,
 )
-from pixel_dqn.tuning import StudySettings, prepare_study
-from pixel_dqn.tuning_report import load_study
-from pixel_dqn.tuning_trial import periodic_evals
+from pixel_dqn.tune.trial import periodic_evals
 
 TUNE = [sys.executable, str(ROOT / "scripts" / "tune.py")]
 # a 1,500-step state run with everything small: a trial takes seconds (most of them importing
@@ -94,7 +93,7 @@ def test_a_study_prunes_by_construction_and_its_best_command_repeats_the_trial(t
 
     lines = done.stdout.splitlines()
     command = shlex.split(lines[lines.index(next(x for x in lines if "to repeat it:" in x)) + 1])
-    assert command[:2] == ["python", "scripts/train.py"]
+    assert command[:3] == ["python", "-m", "pixel_dqn.train"]
     best = load_study(study_dir).best_trial
     repeat = tmp_path / "repeat"
     subprocess.run([sys.executable, *command[1:], f"hydra.run.dir={repeat}"], cwd=ROOT,
@@ -158,7 +157,7 @@ def test_a_bad_space_is_one_line_naming_the_key(tmp_path, params, message):
 def test_bad_input_on_the_command_line_fails_in_one_line_and_loses_nothing(tmp_path):
     study_dir = tmp_path / "study"
     space = load_space(_write_space(tmp_path / "tiny.yaml", TINY_SPACE))
-    prepare_study(StudySettings(study_dir, space, 1, TRAIN_SCRIPT), CONF_DIR)
+    prepare_study(StudySettings(study_dir, space, 1), CONF_DIR)
     before = _files(study_dir)
     assert "space.yaml" in before and "study.db" in before
 
@@ -175,14 +174,14 @@ def test_bad_input_on_the_command_line_fails_in_one_line_and_loses_nothing(tmp_p
 def test_a_space_with_an_unknown_key_is_refused_before_anything_is_written(tmp_path):
     study_dir = tmp_path / "study"
     prepare_study(StudySettings(study_dir, load_space(_write_space(tmp_path / "tiny.yaml",
-                                                                   TINY_SPACE)), 1, TRAIN_SCRIPT),
+                                                                   TINY_SPACE)), 1),
                   CONF_DIR)
     before = _files(study_dir)
     unknown = parse_space("unknown", {**TINY_SPACE, "params": {
         **TINY_SPACE["params"], "trainer.learning_rat": {"type": "float", "low": 0.1, "high": 1}}})
     for where in (tmp_path / "new", study_dir):
         with pytest.raises(ConfigError, match=r"did you mean trainer\.learning_rate\?"):
-            prepare_study(StudySettings(where, unknown, 1, TRAIN_SCRIPT), CONF_DIR)
+            prepare_study(StudySettings(where, unknown, 1), CONF_DIR)
     assert not (tmp_path / "new").exists() and _files(study_dir) == before
 
 
@@ -225,3 +224,18 @@ def test_overrides_give_hydra_back_the_exact_sampled_values(compose_config):
     for key, value in values.items():
         section, name = key.split(".")
         assert cfg[section][name] == value and type(cfg[section][name]) is type(value)
+
+
+def test_the_optuna_private_parts_the_tuner_uses_are_still_there():
+    """pixel_dqn.tune.optuna_api reaches into Optuna: this fails first if a release moves them."""
+    from pixel_dqn.tune.optuna_api import distribution_contains, study_storage, trial_id
+
+    study = optuna.create_study()  # in memory
+    trial = study.ask({"lr": optuna.distributions.FloatDistribution(1e-4, 1e-2, log=True)})
+    storage = study_storage(study)
+    assert isinstance(storage, optuna.storages.BaseStorage)
+    assert storage.get_trial(trial_id(trial)).number == trial.number
+    ints = optuna.distributions.IntDistribution(1, 10)
+    assert distribution_contains(ints, 3) and not distribution_contains(ints, 11)
+    choices = optuna.distributions.CategoricalDistribution([None, 0.999])
+    assert distribution_contains(choices, None) and not distribution_contains(choices, 0.5)

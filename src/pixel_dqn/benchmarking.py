@@ -10,6 +10,7 @@ import platform
 import shlex
 import subprocess
 import sys
+from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
 
@@ -48,16 +49,51 @@ def code_version(root: Path) -> str:
     return f"commit {commit}" + (" with uncommitted changes" if dirty else " (clean tree)")
 
 
-def invocation(script: str) -> str:
-    """The command line that ran ``script`` (relative to the repository), shell-quoted."""
-    return shlex.join(["python", script, *sys.argv[1:]])
+def invocation(script: str | None = None) -> str:
+    """The command line that ran ``script`` (relative to the repository), shell-quoted; without
+    ``script``, this process's own: ``python -m <module> ...`` for a module run with ``-m``."""
+    if script is None:
+        spec = getattr(sys.modules["__main__"], "__spec__", None)
+        script = f"-m {spec.name.removesuffix('.__main__')}" if spec else sys.argv[0]
+    return shlex.join(["python", *script.split(" ", 1), *sys.argv[1:]])
 
 
-def write_benchmark(out_dir: Path, name: str, markdown: str, record: dict) -> None:
-    """Write ``<name>.md`` and ``<name>.json`` (record plus machine, date) under ``out_dir``."""
+@dataclass(frozen=True)
+class Provenance:
+    """Where a benchmark's figures come from: the command, the machine, the code, the date."""
+
+    command: str
+    machine: str
+    code: str
+    date: str
+
+    @classmethod
+    def of_this_run(cls, root: Path, script: str | None = None) -> Provenance:
+        """This process's command (see ``invocation``), machine, checkout at ``root`` and date."""
+        return cls(invocation(script), machine_description(), code_version(root), today())
+
+    def markdown(self) -> list[str]:
+        """The lines a benchmark's markdown starts its list with."""
+        return [f"- command: `{self.command}`", f"- machine: {self.machine}",
+                f"- code: {self.code}", f"- date: {self.date}"]
+
+
+def write_benchmark(out_dir: Path, name: str, markdown: str, record: dict,
+                    provenance: Provenance | None = None) -> None:
+    """Write ``<name>.md`` and ``<name>.json`` (the record, with its provenance first) under
+    ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
+    record = {**(asdict(provenance) if provenance else {}), **record}
     (out_dir / f"{name}.md").write_text(markdown)
     (out_dir / f"{name}.json").write_text(json.dumps(record, indent=2) + "\n")
+
+
+def publish(out_dir: Path, name: str, markdown: str, record: dict,
+            provenance: Provenance) -> None:
+    """Write the benchmark's files (``write_benchmark``) and print its markdown: the end of
+    every benchmark script."""
+    write_benchmark(out_dir, name, markdown, record, provenance)
+    print(markdown)
 
 
 def today() -> str:

@@ -22,6 +22,9 @@ from typing import Any
 
 import numpy as np
 
+from pixel_dqn.config import ConfigError
+from pixel_dqn.flat_config import flatten_config
+
 log = logging.getLogger(__name__)
 
 MANIFEST = "MANIFEST.json"
@@ -91,13 +94,23 @@ class CheckpointStore:
                  if p.is_dir() and p.name.startswith(_PREFIX) and (p / MANIFEST).is_file()]
         return sorted(found, key=lambda p: p.name)
 
-    def load_latest(self) -> Checkpoint | None:
-        """The newest checkpoint that verifies, or None; broken newer ones are skipped."""
+    def load_latest(self, config: dict | None = None,
+                    may_change: tuple[str, ...] = ()) -> Checkpoint | None:
+        """The newest checkpoint that verifies, or None; broken newer ones are skipped.
+
+        With ``config`` (the run's config as a dict), a checkpoint saved with another config
+        raises ``ConfigError`` naming the first key that differs: a run directory resumes only
+        the run it holds. Keys under the top-level sections ``may_change`` may differ.
+        """
         for path in reversed(self.paths()):
             try:
-                return load(path)
+                checkpoint = load(path)
             except CheckpointError as error:
                 log.warning("skipping checkpoint %s: %s", path, error)
+                continue
+            if config is not None:
+                _check_same_config(checkpoint, config, may_change)
+            return checkpoint
         return None
 
     def _prune(self) -> None:
@@ -146,3 +159,15 @@ def _sync_directory(directory: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _check_same_config(checkpoint: Checkpoint, config: dict, may_change: tuple[str, ...]) -> None:
+    saved, current = flatten_config(checkpoint.state["config"]), flatten_config(config)
+    for key in sorted(saved.keys() | current.keys()):
+        if key.split(".")[0] in may_change or saved.get(key) == current.get(key):
+            continue
+        raise ConfigError(
+            f"{key}={current.get(key)!r} differs from the checkpointed run's "
+            f"{saved.get(key)!r} in {checkpoint.path.parent.parent}: rerun with the same "
+            f"overrides to resume, or choose a new hydra.run.dir"
+        )

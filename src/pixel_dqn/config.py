@@ -13,12 +13,22 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, is_dataclass, replace
+from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+
+def _conf_dir() -> Path:
+    installed = Path(__file__).resolve().parent / "conf"  # a wheel ships conf/ inside
+    return installed if installed.is_dir() else Path(__file__).resolve().parents[2] / "conf"
+
+
+CONF_DIR = _conf_dir()
+"""The ``conf/`` tree Hydra composes: the repository's top-level ``conf/`` in a checkout (and an
+editable install), its copy inside the package in an installed wheel."""
 OPTIMIZERS = ("adam", "rmsprop")
 """``trainer.optimizer`` choices (pixel_dqn.agents.optimizers builds them)."""
 VECTOR_MODES = ("sync", "async")
@@ -127,7 +137,18 @@ class PixelEnvConfig(EnvConfig):
 
 
 @dataclass
-class MLPConfig:
+class NetworkConfig:
+    """What both networks have: the Q-value head and the normalisation of the dense layers."""
+
+    dueling: bool = False
+    """Dueling head: Q = V + A - mean(A), from separate value and advantage streams."""
+    layer_norm: bool = True
+    """LayerNorm on each dense layer's pre-activation (PQN, Gallici et al. 2024): it keeps
+    the DQN runs' greedy policies from drifting once solved (benchmarks/learner_study)."""
+
+
+@dataclass
+class MLPConfig(NetworkConfig):
     """Fully connected Q-network; input and output sizes come from the env at build time."""
 
     _target_: str = "pixel_dqn.networks.build_mlp"
@@ -137,15 +158,10 @@ class MLPConfig:
     """Units of each hidden layer."""
     activation: str = "relu"
     """Keras activation name for hidden layers."""
-    dueling: bool = False
-    """Dueling head: Q = V + A - mean(A), from separate value and advantage streams."""
-    layer_norm: bool = True
-    """LayerNorm on each hidden layer's pre-activation (PQN, Gallici et al. 2024): it keeps
-    the DQN runs' greedy policies from drifting once solved (benchmarks/learner_study)."""
 
 
 @dataclass
-class CNNConfig:
+class CNNConfig(NetworkConfig):
     """Convolutional Q-network; ``obs_mode`` and ``gray`` follow the env (interpolated)."""
 
     _target_: str = "pixel_dqn.networks.build_cnn"
@@ -167,10 +183,6 @@ class CNNConfig:
                                  metadata=valid(_positive_sizes, "positive sizes"))
     """Units of the dense layers after the convolutions."""
     dueling: bool = True
-    """Dueling head: Q = V + A - mean(A), from separate value and advantage streams."""
-    layer_norm: bool = True
-    """LayerNorm on each dense layer's pre-activation (PQN, Gallici et al. 2024): it keeps
-    the DQN runs' greedy policies from drifting once solved (benchmarks/learner_study)."""
 
 
 @dataclass

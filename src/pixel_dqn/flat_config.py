@@ -8,7 +8,7 @@ def flatten_config(tree: dict, prefix: str = "") -> dict:
     flat = {}
     for key, value in tree.items():
         if isinstance(value, dict):
-            flat.update(flatten_config(value, f"{prefix}{key}."))
+            flat |= flatten_config(value, f"{prefix}{key}.")
         else:
             flat[f"{prefix}{key}"] = value
     return flat

@@ -2,13 +2,23 @@
 
 An arm is a job's overrides without its seed; the jobs of an arm are its seeds. A job that has
 no ``eval.json`` (it failed, or is still running) is reported by name, never dropped silently.
+
+    python -m pixel_dqn.report <multirun dir> [...] [--out DIR]
+
+(also ``pixel-dqn-report``, or ``python scripts/report.py`` in a checkout) writes ``report.md``
+(per arm: seeds, how many ended >= 475, final greedy eval IQM with a 95% bootstrap CI, mean +-
+std, median env steps to the first eval >= 475, steps/s), ``report.csv`` and ``curves.png`` into
+the multirun directory. Several multirun directories (the sweeps of one study) make one report,
+written to ``--out``.
 """
 
 from __future__ import annotations
 
+import argparse
 import csv
 import math
 import re
+import sys
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +27,8 @@ import numpy as np
 import yaml
 from scipy import stats
 
+from pixel_dqn.benchmarking import invocation, machine_description, today
+from pixel_dqn.cli import UserError, exit_on_user_error
 from pixel_dqn.flat_config import flatten_config
 from pixel_dqn.run_directory import (
     EVAL_FILE,
@@ -281,3 +293,39 @@ def plot_curves(jobs: list[Job], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def main(argv: list[str]) -> None:
+    """The report command (``python -m pixel_dqn.report`` / ``pixel-dqn-report`` /
+    ``python scripts/report.py``): multirun directories -> report.md, report.csv, curves.png."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("multirun_dirs", nargs="+", type=Path, metavar="multirun_dir")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="where the report goes (default: the one multirun directory)")
+    args = parser.parse_args(argv)
+    with exit_on_user_error():
+        for multirun_dir in args.multirun_dirs:
+            if not multirun_dir.is_dir():
+                raise UserError(f"{multirun_dir} is not a directory: give a multirun directory, "
+                                f"e.g. multirun/state_vs_pixels/<date>_<time>")
+        if args.out is None and len(args.multirun_dirs) > 1:
+            raise UserError("several multirun directories make one report: say where it goes "
+                            "with --out DIR")
+        jobs = find_jobs(*args.multirun_dirs)
+        if not jobs:
+            raise UserError("no Hydra jobs (.hydra/overrides.yaml) under "
+                            + ", ".join(str(d) for d in args.multirun_dirs))
+    out = args.out or args.multirun_dirs[0]
+    rows = summarise(jobs)
+    write_report(out, jobs, rows, invocation(), today(),
+                 machine_description(), multirun_dirs=args.multirun_dirs)
+    print((out / "report.md").read_text())
+
+
+def run() -> None:
+    """The console script ``pixel-dqn-report``."""
+    main(sys.argv[1:])
+
+
+if __name__ == "__main__":
+    run()

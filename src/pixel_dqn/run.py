@@ -21,10 +21,9 @@ import tensorflow as tf
 from omegaconf import OmegaConf
 
 from pixel_dqn.checkpoint import Checkpoint, CheckpointStore
-from pixel_dqn.config import Config, ConfigError, EnvConfig
+from pixel_dqn.config import Config, EnvConfig
 from pixel_dqn.envs.factory import make_envs
 from pixel_dqn.envs.snapshot import restore_envs
-from pixel_dqn.flat_config import flatten_config
 from pixel_dqn.metrics import MetricsWriter
 from pixel_dqn.run_directory import CHECKPOINT_DIR, RUN_CONFIG_FILE
 from pixel_dqn.run_state import RunSeeds
@@ -46,10 +45,9 @@ class Run:
     def __init__(self, cfg: Config, run_dir: Path, env_cfg: EnvConfig) -> None:
         self.cfg, self.dir, self.env_cfg = cfg, run_dir, env_cfg
         self.store = CheckpointStore(run_dir / CHECKPOINT_DIR, cfg.checkpoint.keep)
-        self.checkpoint: Checkpoint | None = (
-            self.store.load_latest() if cfg.checkpoint.enabled else None)
-        if self.checkpoint is not None:
-            check_resumable(cfg, self.checkpoint)
+        # a run directory resumes only the run it holds: the same config, up to harmless keys
+        self.checkpoint: Checkpoint | None = self.store.load_latest(
+            asdict(cfg), RESUME_MAY_CHANGE) if cfg.checkpoint.enabled else None
         self.seeds = RunSeeds.from_seed(cfg.seed)
         self._stack = contextlib.ExitStack()
 
@@ -88,16 +86,3 @@ def _close_quietly(writer: MetricsWriter) -> None:
     with contextlib.suppress(OSError):
         writer.close()
 
-
-def check_resumable(cfg: Config, checkpoint: Checkpoint) -> None:
-    """A run directory resumes only the run it holds: the same config, up to harmless keys."""
-    saved = flatten_config(checkpoint.state["config"])
-    current = flatten_config(asdict(cfg))
-    for key in sorted(saved.keys() | current.keys()):
-        if key.split(".")[0] in RESUME_MAY_CHANGE or saved.get(key) == current.get(key):
-            continue
-        raise ConfigError(
-            f"{key}={current.get(key)!r} differs from the checkpointed run's "
-            f"{saved.get(key)!r} in {checkpoint.path.parent.parent}: rerun with the same "
-            f"overrides to resume, or choose a new hydra.run.dir"
-        )

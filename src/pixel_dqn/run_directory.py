@@ -1,8 +1,9 @@
 """What a training run leaves in its directory, how to read it back, and how to start a run.
 
 Every file name of a run directory, the readers the reports, benchmarks, tuner and tests use,
-the return that counts as solved, and the command that (re)starts ``scripts/train.py`` (the same
-command in the same directory resumes from its newest checkpoint).
+the return that counts as solved, and the command that (re)starts a run
+(``python -m pixel_dqn.train``; the same command in the same directory resumes from its newest
+checkpoint).
 """
 
 from __future__ import annotations
@@ -13,8 +14,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-TRAIN_SCRIPT = PROJECT_ROOT / "scripts" / "train.py"
+TRAIN_MODULE = "pixel_dqn.train"  # python -m pixel_dqn.train: scripts/train.py's command
 
 RUN_CONFIG_FILE = "config.yaml"  # the resolved config the run was started with
 MODEL_FILE = "model.keras"  # the final network (the kept one with eval.keep_best)
@@ -30,7 +30,7 @@ SOLVED = 475.0  # CartPole-v1's threshold for a solved evaluation
 def train_command(*overrides: str, run_dir: Path | None = None,
                   multirun: bool = False) -> list[str]:
     """The command line that trains with ``overrides`` (in ``run_dir``, if given)."""
-    command = [sys.executable, str(TRAIN_SCRIPT), *(["-m"] if multirun else []), *overrides]
+    command = [sys.executable, "-m", TRAIN_MODULE, *(["-m"] if multirun else []), *overrides]
     return command + ([f"hydra.run.dir={run_dir}"] if run_dir is not None else [])
 
 

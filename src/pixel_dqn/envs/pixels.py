@@ -20,7 +20,7 @@ class PatchRenderer(Protocol):
     def patch(self, env: gym.Env) -> np.ndarray: ...
 
 
-def frames_for(mode: str, stack: int, diff_lag: int = 1) -> int:
+def frames_for(mode: str, stack: int, diff_lag: int) -> int:
     """How many consecutive patches an observation of ``mode`` carries: ``stack`` for a stack,
     ``diff_lag + 1`` for the diff modes (the diff subtracts the oldest from the newest)."""
     if mode not in OBS_MODES:

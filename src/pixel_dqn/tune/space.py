@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from pixel_dqn.config import ConfigError, load_config, register_configs
 from pixel_dqn.flat_config import flatten_config
+from pixel_dqn.tune.optuna_api import distribution_contains
 
 SPACE_DIR = "search"
 OBJECTIVES = ("final_eval_mean",)  # eval.json's mean; periodic eval rows are its intermediates
@@ -240,11 +241,7 @@ def _check_enqueue(fail: Callable[[str], ConfigError], enqueue: Any, params: dic
             dist = params.get(key)
             if dist is None:
                 raise fail(f"enqueue[{index}].{key} is not a searched param")
-            try:
-                inside = dist._contains(dist.to_internal_repr(value))
-            except (TypeError, ValueError):
-                inside = False
-            if not inside:
+            if not distribution_contains(dist, value):
                 raise fail(f"enqueue[{index}].{key}={value!r} is outside its distribution")
 
 

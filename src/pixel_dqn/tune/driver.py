@@ -17,7 +17,6 @@ import fcntl
 import multiprocessing
 import os
 import signal
-import sys
 import time
 import warnings
 from collections.abc import Iterator
@@ -32,14 +31,17 @@ from optuna.trial import TrialState
 
 from pixel_dqn.config import ConfigError
 from pixel_dqn.flat_config import flatten_config
-from pixel_dqn.search_space import SearchSpace, check_against_config
-from pixel_dqn.tuning_trial import (
-    StopRequest,
+from pixel_dqn.run_directory import train_command
+from pixel_dqn.stop_signals import StopSignals
+from pixel_dqn.tune.optuna_api import study_storage, trial_id
+from pixel_dqn.tune.space import SearchSpace, check_against_config
+from pixel_dqn.tune.trial import (
     TrialAbandoned,
     TrialFailed,
     TrialInterrupted,
     die_with_parent,
     run_trial,
+    study_stop_signals,
 )
 
 STUDY_NAME = "pixel_dqn"
@@ -57,7 +59,6 @@ class StudySettings:
     study_dir: Path
     space: SearchSpace
     trials: int
-    train_script: Path
     extra_overrides: tuple[str, ...] = ()
     workers: int = 1
     heartbeat_s: int = 30
@@ -165,7 +166,7 @@ def run_study(settings: StudySettings, conf_dir: Path) -> int:
     processes = [context.Process(target=_worker_main, args=(settings, index, os.getpid()),
                                  name=f"tune-worker-{index}")
                  for index in range(settings.workers)]
-    stop = StopRequest().install()
+    stop = study_stop_signals()
     for process in processes:
         process.start()
     forwarded = False
@@ -193,7 +194,7 @@ def work(settings: StudySettings, index: int = 0) -> int:
     warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
     # the heartbeat is recorded by run_trial's loop, not by Study.optimize's thread
     warnings.filterwarnings("ignore", "Heartbeat of storage is supposed to be used")
-    stop = StopRequest().install()
+    stop = study_stop_signals()
     space, study_dir = settings.space, settings.study_dir
     storage = open_storage(settings.storage, settings.heartbeat_s)
     study = optuna.load_study(study_name=STUDY_NAME, storage=storage)
@@ -215,7 +216,7 @@ def work(settings: StudySettings, index: int = 0) -> int:
                 return 1
             trial = study.ask() if finished + running < settings.trials else None
             if trial is not None:
-                storage.record_heartbeat(trial._trial_id)
+                storage.record_heartbeat(trial_id(trial))
                 overrides = last_wins([*space.overrides, *settings.extra_overrides,
                                        *space.suggest(trial), f"seed={space.seed}",
                                        "threads.intra_op=1", "threads.inter_op=1"])
@@ -239,11 +240,10 @@ def last_wins(overrides: list[str]) -> list[str]:
 
 
 def _run_and_tell(study: optuna.Study, trial: optuna.Trial, settings: StudySettings,
-                  stop: StopRequest, who: str) -> None:
+                  stop: StopSignals, who: str) -> None:
     label = f"{who} trial {trial.number} ({trial.user_attrs['run_dir']})"
     run_dir = (settings.study_dir / trial.user_attrs["run_dir"]).resolve()
-    command = [sys.executable, str(settings.train_script), *trial.user_attrs["overrides"],
-               f"hydra.run.dir={run_dir}"]
+    command = train_command(*trial.user_attrs["overrides"], run_dir=run_dir)
     try:
         value = run_trial(trial, run_dir, command, stop, settings.heartbeat_s, settings.poll_s,
                           settings.space.spec["pruner"]["type"])
@@ -251,7 +251,7 @@ def _run_and_tell(study: optuna.Study, trial: optuna.Trial, settings: StudySetti
         study.tell(trial, state=TrialState.PRUNED, skip_if_finished=True)
         print(f"{label}: pruned {pruned}", flush=True)
     except TrialInterrupted as interrupted:
-        requeue(study, trial._trial_id)
+        requeue(study, trial_id(trial))
         print(f"{label}: {interrupted}; it will be retried in its run dir", flush=True)
     except TrialAbandoned as abandoned:
         print(f"{label}: {abandoned}", flush=True)
@@ -266,7 +266,7 @@ def _run_and_tell(study: optuna.Study, trial: optuna.Trial, settings: StudySetti
 
 def requeue(study: optuna.Study, trial_id: int) -> None:
     """Fail a running trial and queue its retry at once (what a stale heartbeat does later)."""
-    storage = study._storage
+    storage = study_storage(study)
     try:
         storage.set_trial_state_values(trial_id, state=TrialState.FAIL)
     except optuna.exceptions.UpdateFinishedTrialError:

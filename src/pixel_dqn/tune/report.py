@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import json
-import os
 import shlex
 import warnings
 from pathlib import Path
@@ -17,7 +16,8 @@ from optuna.trial import FrozenTrial, TrialState
 
 from pixel_dqn.config import ConfigError
 from pixel_dqn.report import read_job
-from pixel_dqn.tuning import (
+from pixel_dqn.run_directory import TRAIN_MODULE
+from pixel_dqn.tune.driver import (
     SPACE_FILE,
     STUDY_DB,
     STUDY_NAME,
@@ -25,7 +25,7 @@ from pixel_dqn.tuning import (
     open_storage,
     retry_callback,
 )
-from pixel_dqn.tuning_trial import PRUNED_FILE
+from pixel_dqn.tune.trial import PRUNED_FILE
 
 PLOTS = ("history.png", "importances.png", "intermediate.png")
 
@@ -43,13 +43,10 @@ def load_study(study_dir: Path, storage_url: str | None = None) -> optuna.Study:
         raise ConfigError(f"no study named {STUDY_NAME} in {url}") from None
 
 
-def train_command(trial: FrozenTrial, train_script: Path) -> str:
-    """The trial's ``python scripts/train.py ...`` command (without its run directory): it
-    repeats the trial bit for bit (same seed, one TensorFlow thread)."""
-    script = os.path.relpath(train_script)
-    if script.startswith(".."):
-        script = str(train_script)
-    return shlex.join(["python", script, *trial.user_attrs.get("overrides", [])])
+def trial_command_line(trial: FrozenTrial) -> str:
+    """The trial's ``python -m pixel_dqn.train ...`` command (without its run directory): it
+    repeats the trial bit for bit (same seed, one TensorFlow thread), from any directory."""
+    return shlex.join(["python", "-m", TRAIN_MODULE, *trial.user_attrs.get("overrides", [])])
 
 
 def trial_rows(study: optuna.Study, study_dir: Path) -> list[dict]:
@@ -90,7 +87,7 @@ def _steps_reached(trial: FrozenTrial, run_dir: Path) -> int | None:
     return max(trial.intermediate_values, default=None)
 
 
-def write_results(study_dir: Path, train_script: Path, storage_url: str | None = None) -> list[str]:
+def write_results(study_dir: Path, storage_url: str | None = None) -> list[str]:
     """Write ``trials.csv``, ``trials.md`` and the plots into ``study_dir``; return the summary
     lines to print (counts, the best trial and its command)."""
     study = load_study(study_dir, storage_url)
@@ -111,7 +108,7 @@ def write_results(study_dir: Path, train_script: Path, storage_url: str | None =
     else:
         summary += [f"best: trial {best.number}, final greedy eval mean {best.value:.2f} "
                     f"(run dir {study_dir / best.user_attrs['run_dir']}); to repeat it:",
-                    f"  {train_command(best, train_script)}"]
+                    f"  {trial_command_line(best)}"]
     notes = _plots(study, study_dir)
     best_lines = [f"- {summary[1]}"] if len(summary) == 2 else [
         f"- {summary[1]}", "", "```bash", summary[2].strip(), "```", ""]

@@ -24,6 +24,8 @@ from optuna.trial import TrialState
 
 from pixel_dqn.report import read_job
 from pixel_dqn.run_directory import METRICS_FILE
+from pixel_dqn.stop_signals import StopSignals
+from pixel_dqn.tune.optuna_api import study_storage, trial_id
 
 CONSOLE_FILE = "console.log"
 PRUNED_FILE = "pruned.json"
@@ -44,28 +46,15 @@ class TrialAbandoned(RuntimeError):
     """Another worker found this trial stale and retries it."""
 
 
-class StopRequest:
-    """SIGTERM or SIGINT: stop the running trial (it checkpoints) and take no new one."""
+STUDY_STOP = ("stopping the running trials (they checkpoint); rerun the same command to "
+              "continue")
+"""What a study's driver and workers say when SIGTERM or SIGINT stops them."""
 
-    def __init__(self) -> None:
-        self.signum: int | None = None
 
-    def install(self) -> StopRequest:
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(signum, self._handle)
-        return self
-
-    def _handle(self, signum: int, frame: object) -> None:
-        if self.signum is None:
-            self.signum = signum
-            print(f"{signal.Signals(signum).name} received: stopping the running trials (they "
-                  "checkpoint); rerun the same command to continue", file=sys.stderr, flush=True)
-
-    def wait(self, seconds: float, step: float) -> None:
-        """Sleep ``seconds`` unless a stop is requested first."""
-        end = time.monotonic() + seconds
-        while self.signum is None and time.monotonic() < end:
-            time.sleep(step)
+def study_stop_signals() -> StopSignals:
+    """SIGTERM or SIGINT, for the rest of a study's process: stop the running trial (it
+    checkpoints) and take no new one; a repeated signal changes nothing."""
+    return StopSignals(announce=STUDY_STOP, interrupt_on_repeat=False).install()
 
 
 def die_with_parent() -> None:
@@ -80,7 +69,7 @@ class _Heartbeat:
     another worker has failed the trial as stale."""
 
     def __init__(self, trial: optuna.Trial, interval_s: float) -> None:
-        self._storage, self._id = trial.study._storage, trial._trial_id
+        self._storage, self._id = study_storage(trial.study), trial_id(trial)
         self._interval_s = interval_s
         self._last = -float("inf")
 
@@ -93,7 +82,7 @@ class _Heartbeat:
             raise TrialAbandoned("found stale by another worker, which retries it")
 
 
-def run_trial(trial: optuna.Trial, run_dir: Path, command: list[str], stop: StopRequest,
+def run_trial(trial: optuna.Trial, run_dir: Path, command: list[str], stop: StopSignals,
               heartbeat_s: float, poll_s: float, pruner: str) -> float:
     """Run ``command`` (train.py writing to ``run_dir``), reporting its periodic evaluations;
     return eval.json's mean.
@@ -129,7 +118,7 @@ def run_trial(trial: optuna.Trial, run_dir: Path, command: list[str], stop: Stop
     raise TrialFailed(f"train.py exit status {code}: {lines[-1] if lines else '(no output)'}")
 
 
-def _watch(process: subprocess.Popen, trial: optuna.Trial, run_dir: Path, stop: StopRequest,
+def _watch(process: subprocess.Popen, trial: optuna.Trial, run_dir: Path, stop: StopSignals,
            beat: _Heartbeat, poll_s: float, pruner: str) -> int:
     """Poll the run until it ends; return its exit status."""
     reported: set[int] = set()
