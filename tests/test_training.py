@@ -100,9 +100,12 @@ def test_eval_json_counts_the_greedy_env_steps_of_every_evaluation(config, tmp_p
     assert rows and cost["periodic"] > 0
     assert sum(float(r["length"]) * n for r in rows) <= cost["periodic"]
     assert cost["periodic"] <= sum(float(r["return_max"]) * n for r in rows)
-    lengths = record["lengths"]
-    assert cost["final"] == record["env_steps"]
-    assert sum(lengths) <= cost["final"] <= len(lengths) * max(lengths)
+    # the default weight average: its online network is graded beside it, on the same seeds
+    online = record["online_network"]
+    assert cost["final"] == record["env_steps"] + online["env_steps"]
+    for graded in (record, online):  # CartPole's return is its length
+        episodes = graded["episodes"]
+        assert graded["mean_length"] * episodes <= graded["env_steps"] <= episodes * graded["max"]
 
 
 def test_a_weight_average_is_graded_beside_the_online_network(config, tmp_path,

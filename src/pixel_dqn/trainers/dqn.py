@@ -10,7 +10,7 @@ import numpy as np
 
 from pixel_dqn.agents.dqn import DQNAgent
 from pixel_dqn.augmentation import random_shift
-from pixel_dqn.config import Config, DQNConfig
+from pixel_dqn.config import Config, DQNConfig, PixelEnvConfig
 from pixel_dqn.envs.pixels import FRAMES_METADATA
 from pixel_dqn.episodes import EpisodeTally
 from pixel_dqn.networks import build_network
@@ -55,6 +55,8 @@ class DQNTrainer(Trainer):
             alpha=hparams.priority_alpha, priority_eps=hparams.priority_eps,
         )
         self.augment_rng = np.random.default_rng(run.seeds.augment)
+        # the 4-float state has no image to shift: the same trainer config serves both inputs
+        self.augment_pad = hparams.augment_pad if isinstance(cfg.env, PixelEnvConfig) else 0
 
     def progress_total(self) -> int:
         return self.cfg.total_steps
@@ -100,7 +102,7 @@ class DQNTrainer(Trainer):
     def augmented(self, batches: Batch) -> Batch:
         """DrQ's random shift, drawn independently for the observations and the next ones."""
         obs_ndim = len(self.envs.single_observation_space.shape)
-        pad, rng = self.hparams.augment_pad, self.augment_rng
+        pad, rng = self.augment_pad, self.augment_rng
         return batches._replace(obs=random_shift(batches.obs, pad, rng, obs_ndim),
                                 next_obs=random_shift(batches.next_obs, pad, rng, obs_ndim))
 
@@ -145,7 +147,7 @@ class DQNTrainer(Trainer):
                 with timer.phase("replay_sample"):
                     batches = buffer.sample(hparams.batch_size, phases * hparams.gradient_steps,
                                             beta=beta_at(s.step))
-                    if hparams.augment_pad:
+                    if self.augment_pad:
                         batches = self.augmented(batches)
                 # the target moves only at the end of a training phase (never in between)
                 sync = s.since_sync >= hparams.target_update_interval
