@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
+from slurm_cluster import stop_session_cluster
 
 from pixel_dqn.config import Config, load_config, register_configs
 from pixel_dqn.replay import ReplayBuffer
@@ -18,6 +20,18 @@ CONF_DIR = ROOT / "conf"
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 register_configs()
+# names this test session; pytest-xdist's workers inherit it, so they share one local SLURM
+SESSION_VARIABLE = "PIXEL_DQN_TEST_SESSION"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if not hasattr(config, "workerinput"):  # the controller (or the only process)
+        os.environ[SESSION_VARIABLE] = uuid.uuid4().hex
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    if not hasattr(session.config, "workerinput"):  # after every worker has finished
+        stop_session_cluster(os.environ[SESSION_VARIABLE])
 
 
 @pytest.fixture

@@ -4,14 +4,16 @@
 ``munged`` (unless one answers already), a MariaDB server and ``slurmdbd`` for job accounting (so
 ``sacct``, which submitit polls for job states, works as on a real cluster), then ``slurmctld``
 and ``slurmd``, each on its own port with its files in one directory; it waits until ``sinfo``
-shows the node idle and stops what it started when it leaves. Clients (``sbatch``, ``sacct``,
-submitit) find it through ``SLURM_CONF``, which it sets. It needs the Debian packages listed in
-``PACKAGES`` (``.ci/run`` installs them) and root, as slurmd does. By hand::
+shows the node idle. Clients (``sbatch``, ``sacct``, submitit) find it through ``SLURM_CONF``,
+which it sets. It needs the Debian packages listed in ``PACKAGES`` (``.ci/run`` installs them)
+and root, as slurmd does. By hand::
 
-    python tests/slurm_cluster.py /tmp/slurm    # starts it, prints SLURM_CONF; Ctrl-C stops it
+    python tests/slurm_cluster.py [DIR]   # starts it, prints SLURM_CONF; Ctrl-C stops it
+    python tests/slurm_cluster.py --stop [DIR]   # stops one left running (DIR: DEFAULT_DIR)
 
-``shared_cluster`` lets several processes (pytest-xdist workers) use one cluster: the first to
-enter starts it, the last to leave stops it.
+``session_cluster`` gives the processes of one test session (pytest-xdist workers) one cluster:
+the first to ask starts it, and the session's end stops it (``stop_session_cluster``, called by
+the controller in ``tests/conftest.py``). A cluster left by a killed session is stopped first.
 """
 
 from __future__ import annotations
@@ -23,23 +25,27 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 PACKAGES = "slurmctld slurmd slurmdbd slurm-client munge mariadb-server"
-BINARIES = ("munged", "munge", "slurmctld", "slurmd", "slurmdbd", "sinfo", "sbatch", "sacct",
-            "scontrol", "mariadbd", "mariadb-install-db", "mariadb")
+BINARIES = ("munged", "munge", "slurmctld", "slurmd", "slurmdbd", "sinfo", "sbatch", "srun",
+            "sacct", "sacctmgr", "scancel", "squeue", "scontrol", "mariadbd",
+            "mariadb-install-db", "mariadb")
+DAEMONS = ("slurmd", "slurmctld", "slurmdbd", "mariadbd", "munged")  # in the order they stop
+DEFAULT_DIR = Path(tempfile.gettempdir()) / "pixel_dqn_slurm"
 PORTS = {"slurmctld": 16817, "slurmd": 16818, "slurmdbd": 16819, "mariadb": 16820}
 DATABASE_PASSWORD = "pixel-dqn-test-cluster"  # a throwaway database on 127.0.0.1 only
 
 # A scheduler that answers within a test's patience: it schedules every second, keeps finished
-# jobs 30 s, and lets a requeued job start again 5 s after it was requeued (cred_expire; a real
+# jobs 30 s, and starts a requeued job again 6 s after the requeue (cred_expire + 1; a real
 # cluster's default of 120 s is what users see between a requeue and the restart).
 SLURM_CONF = """\
 ClusterName=pixeldqn
-SlurmctldHost={host}
+SlurmctldHost={host}(127.0.0.1)
 SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
@@ -68,7 +74,7 @@ SlurmctldPidFile={dir}/slurmctld.pid
 SlurmdPidFile={dir}/slurmd.pid
 SlurmctldLogFile={dir}/slurmctld.log
 SlurmdLogFile={dir}/slurmd.log
-NodeName={host} CPUs={cpus} RealMemory={memory_mb} State=UNKNOWN
+NodeName={host} NodeAddr=127.0.0.1 CPUs={cpus} RealMemory={memory_mb} State=UNKNOWN
 PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 """
 SLURMDBD_CONF = """\
@@ -121,16 +127,13 @@ def _memory_mb() -> int:
 class LocalSlurm:
     """A one-node cluster with accounting, its files in ``directory`` (see the module docstring).
 
-    ``start``/``stop`` (or ``with``) run it; ``use`` only points ``SLURM_CONF`` at a cluster
-    another process started in the same directory.
+    ``start``/``stop`` (or ``with``) run it; ``use`` only points ``SLURM_CONF`` at it.
     """
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path = DEFAULT_DIR) -> None:
         self.dir = Path(directory)
         self.conf = self.dir / "slurm.conf"
         self.host = socket.gethostname()
-        self._previous_conf = os.environ.get("SLURM_CONF")
-        self._database: subprocess.Popen | None = None
 
     def __enter__(self) -> LocalSlurm:
         return self.start()
@@ -139,26 +142,35 @@ class LocalSlurm:
         self.stop()
 
     def use(self) -> LocalSlurm:
-        """Send this process's SLURM clients to the cluster in ``directory``."""
+        """Send this process's SLURM clients to this cluster."""
         os.environ["SLURM_CONF"] = str(self.conf)
         return self
 
+    def running(self) -> bool:
+        """Whether this directory's slurmctld runs."""
+        return _daemon_pid(self.dir, "slurmctld") is not None
+
     def start(self) -> LocalSlurm:
-        """Write the configs, start every daemon, wait for the node; stop all on failure."""
+        """Stop what a previous cluster in ``directory`` left running, write the configs, start
+        every daemon and wait for the node; on failure, stop what started."""
+        self.stop()
         busy = [f"{name} port {port}" for name, port in PORTS.items() if _in_use(port)]
         if busy:
             raise RuntimeError(
                 f"local SLURM: {', '.join(busy)} already in use: another local cluster runs "
-                "(stop it: SLURM_CONF=<its dir>/slurm.conf scontrol shutdown, then end its "
-                "slurmdbd and mariadbd)")
+                f"(its directory: stop it with python tests/slurm_cluster.py --stop DIR; "
+                f"the tests' is {DEFAULT_DIR})")
+        shutil.rmtree(self.dir, ignore_errors=True)
         for sub in ("state", "spool"):
-            (self.dir / sub).mkdir(parents=True, exist_ok=True)
-        values = dict(host=self.host, cpus=os.cpu_count() or 1, memory_mb=_memory_mb(),
+            (self.dir / sub).mkdir(parents=True)
+        values = dict(host=self.host, cpus=len(os.sched_getaffinity(0)), memory_mb=_memory_mb(),
                       dir=self.dir, password=DATABASE_PASSWORD, **PORTS)
         self.conf.write_text(SLURM_CONF.format(**values))
+        # slurmdbd reads slurmdbd.conf from the directory of $SLURM_CONF, and refuses one that
+        # others can read (it holds the database password)
         dbd_conf = self.dir / "slurmdbd.conf"
         dbd_conf.write_text(SLURMDBD_CONF.format(**values))
-        dbd_conf.chmod(0o600)  # slurmdbd refuses a config others can read (it holds a password)
+        dbd_conf.chmod(0o600)
         self.use()
         try:
             self._start_munge()
@@ -177,24 +189,19 @@ class LocalSlurm:
         return self
 
     def stop(self) -> None:
-        """Stop every daemon of this directory (by their pid files) and restore SLURM_CONF."""
-        controller = _read_pid(self.dir / "slurmctld.pid")
-        if controller is not None and _alive(controller):
-            # the orderly way to stop slurmctld and slurmd (and end any job still running)
-            _ok(["scontrol", "shutdown"])
-        for name in ("slurmd", "slurmctld", "slurmdbd", "mariadb", "munged"):
-            if name == "mariadb" and self._database is not None:
-                self._database.terminate()  # our child: wait for it, leave no zombie
-                self._database.wait(timeout=60)
-                self._database = None
-                continue
-            pid = _read_pid(self.dir / f"{name}.pid")
+        """Cancel every job, then stop every daemon of this directory (by its pid file)."""
+        if self.running():
+            env = {**os.environ, "SLURM_CONF": str(self.conf)}
+            # scontrol shutdown stops the daemons but leaves running jobs' processes behind
+            _ok(["scancel", "--user=root", "--full"], env=env)
+            deadline = time.monotonic() + 30
+            while _out(["squeue", "-h"], env=env) and time.monotonic() < deadline:
+                time.sleep(0.5)
+            _ok(["scontrol", "shutdown"], env=env)
+        for name in DAEMONS:
+            pid = _daemon_pid(self.dir, name)
             if pid is not None:
                 _stop(pid)
-        if self._previous_conf is None:
-            os.environ.pop("SLURM_CONF", None)
-        else:
-            os.environ["SLURM_CONF"] = self._previous_conf
 
     def _daemon(self, name: str, *args: str) -> None:
         proc = subprocess.run([_binary(name), *args], capture_output=True, text=True, timeout=60)
@@ -211,32 +218,34 @@ class LocalSlurm:
                               capture_output=True, text=True, timeout=60)
         if proc.returncode != 0:
             raise RuntimeError(f"munged did not start: {proc.stderr.strip()[-500:]}")
-        # its pid file is in /run/munge; link it here so stop() finds it
-        os.symlink(run_dir / "munged.pid", self.dir / "munged.pid")
+        # its pid file is in /run/munge; a link here lets stop() find it
+        (self.dir / "munged.pid").symlink_to(run_dir / "munged.pid")
 
     def _start_database(self) -> None:
         data, sock = self.dir / "mariadb", self.dir / "mariadb.sock"
-        subprocess.run([_binary("mariadb-install-db"), "--no-defaults", "--user=root",
-                        f"--datadir={data}", "--auth-root-authentication-method=socket",
-                        "--skip-test-db"], check=True, capture_output=True, timeout=120)
-        log = open(self.dir / "mariadb.log", "w")  # noqa: SIM115 (the daemon keeps it)
-        self._database = subprocess.Popen([_binary("mariadbd"), "--no-defaults", "--user=root",
-                          f"--datadir={data}", f"--socket={sock}", f"--port={PORTS['mariadb']}",
-                          "--bind-address=127.0.0.1", f"--pid-file={self.dir / 'mariadb.pid'}",
-                          "--skip-log-bin", "--innodb-buffer-pool-size=64M"],
-                         stdout=log, stderr=log, start_new_session=True)
+        _check([_binary("mariadb-install-db"), "--no-defaults", "--user=root",
+                f"--datadir={data}", "--auth-root-authentication-method=socket",
+                "--skip-test-db"], "mariadb-install-db")
+        with open(self.dir / "mariadb.log", "w") as log:
+            database = subprocess.Popen(
+                [_binary("mariadbd"), "--no-defaults", "--user=root", f"--datadir={data}",
+                 f"--socket={sock}", f"--port={PORTS['mariadb']}", "--bind-address=127.0.0.1",
+                 f"--pid-file={self.dir / 'mariadbd.pid'}", "--skip-log-bin",
+                 "--innodb-buffer-pool-size=64M"],
+                stdout=log, stderr=log, start_new_session=True)
         client = [_binary("mariadb"), "--no-defaults", f"--socket={sock}", "-u", "root"]
+
         def answers() -> bool:
-            if self._database.poll() is not None:
+            if database.poll() is not None:
                 raise RuntimeError(f"mariadbd exited: {_tail(self.dir / 'mariadb.log', 3)}")
             return _ok([*client, "-e", "SELECT 1"])
 
         self._wait(answers, "MariaDB answers", 60)
-        grant = (f"CREATE USER 'slurm'@'127.0.0.1' IDENTIFIED BY '{DATABASE_PASSWORD}'; "
-                 "GRANT ALL ON slurm_acct_db.* TO 'slurm'@'127.0.0.1';")
-        subprocess.run([*client, "-e", grant], check=True, capture_output=True, timeout=60)
+        _check([*client, "-e", f"CREATE USER 'slurm'@'127.0.0.1' IDENTIFIED BY "
+                               f"'{DATABASE_PASSWORD}'; GRANT ALL ON slurm_acct_db.* TO "
+                               "'slurm'@'127.0.0.1';"], "creating the accounting user")
 
-    def _wait(self, ready, what: str, timeout_s: float) -> None:
+    def _wait(self, ready: Callable[[], bool], what: str, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if ready():
@@ -247,24 +256,29 @@ class LocalSlurm:
         raise RuntimeError(f"local SLURM: waited {timeout_s:.0f} s for: {what}; logs end: {logs}")
 
 
-@contextmanager
-def shared_cluster(directory: Path) -> Iterator[LocalSlurm]:
-    """One cluster for every process entering with the same ``directory``: the first to enter
-    starts it, the last to leave stops it (a count in a file, under a lock)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    cluster, users = LocalSlurm(directory), directory / "users"
-    with _locked(directory / "users.lock"):
-        count = int(users.read_text()) if users.exists() else 0
-        cluster.start() if count == 0 else cluster.use()
-        users.write_text(str(count + 1))
-    try:
-        yield cluster
-    finally:
-        with _locked(directory / "users.lock"):
-            count = int(users.read_text()) - 1
-            users.write_text(str(count))
-            if count == 0:
-                cluster.stop()
+def session_cluster(session: str, directory: Path = DEFAULT_DIR) -> LocalSlurm:
+    """The cluster of test session ``session``: running already (started by another process of
+    the session), or started now, in place of any a previous session left; under a lock."""
+    cluster = LocalSlurm(directory)
+    marker = directory / "session"
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    with _locked(directory.with_name(directory.name + ".lock")):
+        ours = marker.is_file() and marker.read_text() == session
+        if not (ours and cluster.running()):
+            cluster.start()
+            marker.write_text(session)
+    return cluster.use()
+
+
+def stop_session_cluster(session: str, directory: Path = DEFAULT_DIR) -> None:
+    """Stop the cluster if test session ``session`` started it."""
+    marker = directory / "session"
+    if not marker.is_file():
+        return  # no cluster started here (or SLURM is not installed)
+    with _locked(directory.with_name(directory.name + ".lock")):
+        if marker.is_file() and marker.read_text() == session:
+            LocalSlurm(directory).stop()
+            marker.unlink()
 
 
 @contextmanager
@@ -282,42 +296,54 @@ def _in_use(port: int) -> bool:
         return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
-def _ok(command: list[str]) -> bool:
+def _ok(command: list[str], env: dict | None = None) -> bool:
     try:
-        return subprocess.run(command, capture_output=True, timeout=30).returncode == 0
+        return subprocess.run(command, capture_output=True, timeout=30, env=env).returncode == 0
     except (OSError, subprocess.TimeoutExpired):
         return False
 
 
-def _out(command: list[str]) -> str:
+def _out(command: list[str], env: dict | None = None) -> str:
     try:
-        return subprocess.run(command, capture_output=True, text=True, timeout=30).stdout.strip()
+        return subprocess.run(command, capture_output=True, text=True, timeout=30,
+                              env=env).stdout.strip()
     except (OSError, subprocess.TimeoutExpired):
         return ""
+
+
+def _check(command: list[str], what: str) -> None:
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    if proc.returncode != 0:
+        raise RuntimeError(f"local SLURM: {what} failed: {proc.stderr.strip()[-500:]}")
 
 
 def _tail(path: Path, lines: int = 5) -> list[str]:
     return path.read_text(errors="replace").splitlines()[-lines:] if path.exists() else []
 
 
-def _read_pid(pid_file: Path) -> int | None:
+def _daemon_pid(directory: Path, name: str) -> int | None:
+    """The pid in ``<directory>/<name>.pid`` if that process runs and is ``name`` (a pid file
+    outlives its daemon, and the kernel reuses pids)."""
     try:
-        return int(pid_file.read_text().strip())
+        pid = int((directory / f"{name}.pid").read_text().strip())
+        stat = Path(f"/proc/{pid}/stat").read_text()
     except (OSError, ValueError):
         return None
+    command, state = stat[stat.index("(") + 1:stat.rindex(")")], stat[stat.rindex(")") + 2]
+    return pid if command == name[:15] and state != "Z" else None  # Z: ended, not yet reaped
 
 
 def _stop(pid: int, timeout_s: float = 20) -> None:
     try:
         os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if not _alive(pid):
+                return
+            time.sleep(0.1)
+        os.kill(pid, signal.SIGKILL)
     except ProcessLookupError:
         return
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if not _alive(pid):
-            return
-        time.sleep(0.1)
-    os.kill(pid, signal.SIGKILL)
 
 
 def _alive(pid: int) -> bool:
@@ -329,12 +355,17 @@ def _alive(pid: int) -> bool:
 
 
 if __name__ == "__main__":
+    arguments = [a for a in sys.argv[1:] if a != "--stop"]
+    where = Path(arguments[0]) if arguments else DEFAULT_DIR
+    if "--stop" in sys.argv:
+        LocalSlurm(where).stop()
+        sys.exit(0)
     reason = missing()
     if reason:
         sys.exit(f"error: {reason}")
     for stop_signal in (signal.SIGINT, signal.SIGTERM):
         signal.signal(stop_signal, lambda *_: sys.exit(0))  # leaves the with: stops the cluster
-    with LocalSlurm(Path(sys.argv[1] if len(sys.argv) > 1 else "/tmp/pixel_dqn_slurm")) as slurm:
+    with LocalSlurm(where) as slurm:
         print(f"export SLURM_CONF={slurm.conf}   # node {slurm.host} idle; Ctrl-C stops it",
               flush=True)
         while True:
