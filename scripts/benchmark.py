@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pixel_dqn.benchmarking import Provenance, publish
+from pixel_dqn.benchmarking import Provenance, add_provenance_options, publish
 from pixel_dqn.config import OBS_MODES, PixelEnvConfig
 from pixel_dqn.envs import make_pixel_env, make_single_env, make_single_pixel_env
 from pixel_dqn.envs.screen import CropWindow, FastPatchRenderer, crop_frame
@@ -36,8 +36,6 @@ ROOT = Path(__file__).resolve().parents[1]
 Stage = Callable[[], tuple[Callable[[int], None], Callable[[], None]]]
 """Builds fresh state for one repeat: returns ``step(i)`` (the work of env step ``i``) and
 ``close()``."""
-SEED_VIEW_FOLLOW = 1.0
-"""The stages time the window centred on the cart (the seed's view), as committed."""
 
 
 def _no_close() -> None:
@@ -116,13 +114,14 @@ def vector_stage(num_envs: int, mode: str, actions: np.ndarray, seed: int, **pix
     return build
 
 
-def run(steps: int, slow_steps: int, repeats: int, num_envs: list[int], seed: int) -> list[dict]:
+def run(steps: int, slow_steps: int, repeats: int, num_envs: list[int], seed: int,
+        follow: float) -> list[dict]:
     rng = np.random.default_rng(seed)
     actions = rng.integers(0, 2, size=max(steps, slow_steps))
     states = trajectory(actions, seed)
     frames_env = make_single_env(PIXELS.id, None, "rgb_array").unwrapped
     frames_env.reset(seed=seed)
-    crop = CropWindow.around_cart(PixelEnvConfig(follow=SEED_VIEW_FOLLOW))
+    crop = CropWindow.around_cart(PixelEnvConfig(follow=follow))
     rows: list[dict] = []
 
     def add(name: str, what: str, us: float, per: int = 1) -> None:
@@ -159,7 +158,7 @@ def run(steps: int, slow_steps: int, repeats: int, num_envs: list[int], seed: in
         for mode in OBS_MODES:
             add(f"wrapper step: {renderer}, {mode}", "PixelObservation.step, gray 40x90",
                 median_us(env_stage(lambda r=renderer, m=mode: make_single_pixel_env(
-                    PixelEnvConfig(renderer=r, obs_mode=m, follow=SEED_VIEW_FOLLOW)), actions,
+                    PixelEnvConfig(renderer=r, obs_mode=m, follow=follow)), actions,
                     seed), n, repeats))
     for count in num_envs:
         for mode in ("sync", "async"):
@@ -167,7 +166,7 @@ def run(steps: int, slow_steps: int, repeats: int, num_envs: list[int], seed: in
                 continue
             add(f"vector env: {count} x fast diff, {mode}", "per env step (one call steps all)",
                 median_us(vector_stage(count, mode, actions, seed, obs_mode="diff",
-                                       follow=SEED_VIEW_FOLLOW), max(steps // count, 50),
+                                       follow=follow), max(steps // count, 50),
                           repeats), per=count)
     physics = rows[0]["us_per_env_step"]
     for row in rows:
@@ -177,7 +176,7 @@ def run(steps: int, slow_steps: int, repeats: int, num_envs: list[int], seed: in
 
 
 def checks(rows: list[dict]) -> list[str]:
-    """The issue's targets for the fast wrapper step (diff mode), from this run's figures."""
+    """The targets for the fast wrapper step (diff mode), from this run's figures."""
     us = {row["stage"]: row["us_per_env_step"] for row in rows}
     fast, pygame = us["wrapper step: fast, diff"], us["wrapper step: pygame, diff"]
     physics = us["physics step"]
@@ -196,6 +195,8 @@ def to_markdown(rows: list[dict], record: dict, provenance: Provenance) -> str:
         *provenance.markdown(),
         f"- {record['steps']} steps per repeat ({record['slow_steps']} for pygame stages), "
         f"median of {record['repeats']} repeats; random actions, resets included",
+        f"- window: env.follow={record['follow']:g} (the default env's: {PIXELS.follow:g}; "
+        "1 centres it on the cart, as the seed notebook did)",
         "",
         "| stage | what | us / env step | env steps/s | x raw physics |",
         "|---|---|---:|---:|---:|",
@@ -228,14 +229,18 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a few steps: a smoke run")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks")
     parser.add_argument("--name", default="pixel_env")
+    parser.add_argument("--follow", type=float, default=PIXELS.follow,
+                        help="env.follow of the timed window (default: the default env's; "
+                             "1 centres it on the cart, the seed notebook's view)")
+    add_provenance_options(parser)
     args = parser.parse_args()
     if args.quick:
         args.steps, args.slow_steps, args.repeats, args.num_envs = 200, 20, 1, [2]
     os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
-    rows = run(args.steps, args.slow_steps, args.repeats, args.num_envs, args.seed)
-    provenance = Provenance.of_this_run(ROOT, "scripts/benchmark.py")
+    provenance = Provenance.of_this_run(ROOT, "scripts/benchmark.py", args.allow_dirty)
+    rows = run(args.steps, args.slow_steps, args.repeats, args.num_envs, args.seed, args.follow)
     record = {"steps": args.steps, "slow_steps": args.slow_steps, "repeats": args.repeats,
-              "checks": checks(rows), "rows": rows}
+              "follow": args.follow, "checks": checks(rows), "rows": rows}
     publish(args.out, args.name, to_markdown(rows, record, provenance), record, provenance)
 
 

@@ -3,9 +3,10 @@
     python scripts/benchmark_launchers.py
 
 Runs each workload twice, one launcher after the other (never both at once): the basic launcher
-runs its jobs one after another, joblib runs them side by side with each job's TensorFlow thread
-pools sized to its share of the cores. Reports the wall time of each sweep, their ratio, and
-whether every job's final greedy evaluation is the same under both launchers. Writes
+runs its jobs one after another, joblib runs them side by side; every job runs at one intra-op
+thread under both (the default), so the two sweeps run the same jobs. Reports the wall time of
+each sweep, their ratio, and whether every job's final greedy evaluation is the same under both
+launchers. Writes
 ``benchmarks/launchers.md`` and ``benchmarks/launchers.json``; sweep directories go to
 ``outputs/benchmarks/launchers/<workload>/<launcher>``.
 """
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import yaml
 
-from pixel_dqn.benchmarking import Provenance, publish
+from pixel_dqn.benchmarking import Provenance, add_provenance_options, publish
 from pixel_dqn.report import find_jobs
 from pixel_dqn.run_directory import train_command
 
@@ -38,8 +39,9 @@ def run_sweep(workload: str, launcher: str) -> dict:
     sweep_dir = ROOT / "outputs" / "benchmarks" / "launchers" / workload / launcher
     shutil.rmtree(sweep_dir, ignore_errors=True)  # a job dir that exists would resume
     overrides = [*WORKLOADS[workload], *LAUNCHERS[launcher], f"hydra.sweep.dir={sweep_dir}",
-                 "progress_interval_s=60", "checkpoint.enabled=false",
-                 "threads.intra_op=0"]  # basic: all cores for the one job; joblib: its share
+                 "progress_interval_s=60", "checkpoint.enabled=false"]
+    # like with like: every job at one intra-op thread (the default) under both launchers, so
+    # each job's result is the same bit for bit and only how the jobs share the cores differs
     command = train_command(*overrides, multirun=True)
     start = time.perf_counter()
     subprocess.run(command, check=True, cwd=ROOT)
@@ -91,12 +93,11 @@ def to_markdown(provenance: Provenance, results: dict) -> str:
         "",
         "Wall time: the whole `python scripts/train.py -m ...` process, start-up included. "
         "Threads: `threads.intra_op` as each job ran it (its config.yaml; 0 = TensorFlow's "
-        "default, one per core). The basic launcher runs the jobs one after another in one "
-        "process; joblib runs one job per core, each with intra_op = cores / parallel jobs. "
-        "Same final evals: every job's final greedy evaluation is equal under both launchers. "
-        "The state MLP's results do not depend on the thread count; the CNN's do (TensorFlow's "
-        "convolution kernels split their sums by thread), so pixel jobs at one thread and at "
-        "two are different runs of the same seed.",
+        "default, one per core): one under both launchers, so both run the same jobs. The "
+        "basic launcher runs them one after another in one process (the second core left to "
+        "its inter-op pool); joblib runs one job per core. Same final evals: every job's final "
+        "greedy evaluation is equal under both launchers, as it must be at the same thread "
+        "count.",
         "",
     ]
     return "\n".join(lines)
@@ -105,8 +106,9 @@ def to_markdown(provenance: Provenance, results: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workloads", nargs="+", choices=list(WORKLOADS), default=list(WORKLOADS))
+    add_provenance_options(parser)
     args = parser.parse_args()
-    provenance = Provenance.of_this_run(ROOT, "scripts/benchmark_launchers.py")
+    provenance = Provenance.of_this_run(ROOT, "scripts/benchmark_launchers.py", args.allow_dirty)
     results = {w: {launcher: run_sweep(w, launcher) for launcher in LAUNCHERS}
                for w in args.workloads}
     publish(ROOT / "benchmarks", "launchers", to_markdown(provenance, results),

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from pixel_dqn import run_directory as run_files
-from pixel_dqn.benchmarking import Provenance, publish
+from pixel_dqn.benchmarking import Provenance, add_provenance_options, publish
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -159,10 +159,11 @@ def main() -> None:
     parser.add_argument("--parallel", type=int, default=1,
                         help="seeds trained side by side (default 1: one after another)")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides passed to scripts/train.py")
+    add_provenance_options(parser)
     args = parser.parse_args()
     if args.parallel < 1:
         parser.error(f"--parallel {args.parallel}: must be >= 1")
-    provenance = Provenance.of_this_run(ROOT, "scripts/benchmark_learning.py")
+    provenance = Provenance.of_this_run(ROOT, "scripts/benchmark_learning.py", args.allow_dirty)
     # side by side, each run's concurrent ops get its share of the cores (this changes no result)
     share = [] if args.parallel == 1 else [
         f"threads.inter_op={max((os.cpu_count() or 1) // args.parallel, 1)}"]

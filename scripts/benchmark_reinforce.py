@@ -22,7 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from pixel_dqn.agents.reinforce import ReinforceAgent, discount_and_normalize_rewards
-from pixel_dqn.benchmarking import Provenance, publish
+from pixel_dqn.benchmarking import Provenance, add_provenance_options, publish
 from pixel_dqn.config import MLPConfig, StateEnvConfig
 from pixel_dqn.envs import make_env
 from pixel_dqn.networks import build_mlp
@@ -50,6 +50,7 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks")
+    add_provenance_options(parser)
     args = parser.parse_args()
     keras.utils.set_random_seed(0)
     # the seed notebook's policy network (model=policy_mlp) and its 200-step episodes
@@ -88,7 +89,7 @@ def main() -> None:
             [g.numpy() for g in batched_fn(*tensors)[0]]
         batched_s.append((time.perf_counter() - start) / 10)
     tape_ms, batched_ms = 1e3 * np.median(tape_s), 1e3 * np.median(batched_s)
-    provenance = Provenance.of_this_run(ROOT, "scripts/benchmark_reinforce.py")
+    provenance = Provenance.of_this_run(ROOT, "scripts/benchmark_reinforce.py", args.allow_dirty)
     record = {"episodes": args.episodes,
               "steps": len(steps), "per_step_tape_ms": tape_ms, "batched_ms": batched_ms,
               "speedup": tape_ms / batched_ms, "max_abs_gradient_difference": max_error}

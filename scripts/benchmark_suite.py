@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from pixel_dqn.benchmarking import Provenance, publish
+from pixel_dqn.benchmarking import Provenance, add_provenance_options, publish
 
 ROOT = Path(__file__).resolve().parents[1]
 FULL_TARGET_S = 8 * 60
@@ -112,8 +112,9 @@ def to_markdown(provenance: Provenance, runs: list[dict]) -> str:
     lines += [f"| {p['seconds']:.2f} | {p['phase']} | `{p['test']}` |" for p in runs[-1]["slowest"]]
     lines += [
         "",
-        "Full suite: `bash .ci/run` (a fresh venv, `pip install -e \".[dev,launchers,tune]\" && "
-        "pytest`, on two pytest-xdist workers); its wall time includes the venv and the install. "
+        "Full suite: `bash .ci/run` (a fresh venv, "
+        "`pip install -e \".[dev,launchers,tune,docs]\" && pytest`, on two pytest-xdist "
+        "workers); its wall time includes the venv and the install. "
         "Quick set: `pytest -m \"not slow\"` with the same venv. Times are pytest's own.",
         "",
     ]
@@ -123,10 +124,11 @@ def to_markdown(provenance: Provenance, runs: list[dict]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=1, help="clean-clone runs, one after another")
+    add_provenance_options(parser)
     args = parser.parse_args()
     if args.runs < 1:
         parser.error(f"--runs={args.runs}: give 1 or more")
-    provenance = Provenance.of_this_run(ROOT, "scripts/benchmark_suite.py")
+    provenance = Provenance.of_this_run(ROOT, "scripts/benchmark_suite.py", args.allow_dirty)
     runs = []
     for number in range(1, args.runs + 1):
         work = Path(tempfile.mkdtemp(prefix="suite-"))  # removed only after a run that passed

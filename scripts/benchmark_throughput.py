@@ -21,25 +21,26 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from pixel_dqn.benchmarking import Provenance, publish
+from pixel_dqn.benchmarking import Provenance, add_provenance_options, publish
 from pixel_dqn.run_directory import TIMING_FILE, read_json, train_command
 from pixel_dqn.runtime import ONEDNN_VARIABLE
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET_STEPS_PER_S = 300.0
-"""Issue 11's target for the pixel defaults on 2 cores."""
+"""The target for the pixel defaults on 2 cores."""
+GIVEN = "a reference measurement given to the project, 2026-11 (not re-measured)"
 REFERENCES = (
     ("Stable-Baselines3 DQN, small CNN on 40x90 [previous, current] patches, train_freq 4, "
-     "batch 64", 117.0, "issue 4"),
+     "batch 64", 117.0, GIVEN),
     ("Stable-Baselines3 DQN, conv 8 k8 s4 + conv 16 k4 s2 + dense 128, batch 64 every 4 env "
-     "steps, on a cv2-drawn patch", 237.0, "issue 11"),
-    ("the same on the tutorial's pygame patch (what its users run)", 106.0, "issue 11"),
-    ("this project before issue 11 (pixel defaults of then, Eigen kernels)", 205.0, "issue 11"),
+     "steps, on a cv2-drawn patch", 237.0, GIVEN),
+    ("the same on the tutorial's pygame patch (what its users run)", 106.0, GIVEN),
+    ("this project before 2026-12-01 (pixel defaults of then, Eigen kernels)", 205.0, GIVEN),
     ("this project at commit 3c44434 (oneDNN; before PixelConv, FusedAdam and two inter-op "
      "threads)", 241.0, "this script at 3c44434, 2026-12-02"),
 )
-"""(what, env steps/s, where the figure comes from): measured on this machine class by the
-issues named, not re-measured by this script."""
+"""(what, env steps/s, where the figure comes from): measured on this machine class (AMD EPYC,
+2 cores), not by this invocation."""
 VARIANTS = (
     ("one op at a time (threads.inter_op=1)", ["threads.inter_op=1"], {}),
     ("op determinism off", ["deterministic=false"], {}),
@@ -56,6 +57,7 @@ def main() -> None:
     parser.add_argument("--no-variants", action="store_true",
                         help="time the config only, not its determinism-off and Eigen variants")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides passed to scripts/train.py")
+    add_provenance_options(parser)
     args = parser.parse_args()
     run_dir = ROOT / "outputs" / "benchmarks" / args.name
     timing = timed_run(run_dir, args.steps, args.overrides, {})
@@ -66,7 +68,7 @@ def main() -> None:
         variants.append({"variant": label, "overrides": overrides, "environment": environment,
                          "steps_per_s": variant["steps_per_s"],
                          "train_step_us": variant["phases"]["train_step"]["us_per_env_step"]})
-    provenance = Provenance.of_this_run(ROOT, "scripts/benchmark_throughput.py")
+    provenance = Provenance.of_this_run(ROOT, "scripts/benchmark_throughput.py", args.allow_dirty)
     record = {
         "env_steps": timing["env_steps"],
         "seconds": timing["seconds"],
@@ -119,9 +121,9 @@ def to_markdown(record: dict, provenance: Provenance) -> str:
         for variant in record["variants"]:
             lines.append(f"| {variant['variant']} | {variant['steps_per_s']:.0f} | "
                          f"{variant['train_step_us']:.0f} | {variant['steps_per_s'] / rate:.2f} |")
-    lines += ["", "Reference figures (measured on this machine class by the issue named, not by "
-              "this script):", "", "| what | env steps/s | source | this config is x faster |",
-              "|---|---:|---|---:|"]
+    lines += ["", "Reference figures (measured on this machine class, not by this invocation; "
+              "the source says where from):", "",
+              "| what | env steps/s | source | this config is x faster |", "|---|---:|---|---:|"]
     for reference in record["references"]:
         lines.append(f"| {reference['what']} | {reference['steps_per_s']:.0f} | "
                      f"{reference['source']} | {rate / reference['steps_per_s']:.2f} |")

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pixel_dqn.benchmarking import Provenance, publish
+from pixel_dqn.benchmarking import Provenance, add_provenance_options, publish
 from pixel_dqn.reproducibility import run_differences
 from pixel_dqn.run_directory import train_command
 
@@ -83,6 +83,7 @@ def main() -> None:
     parser.add_argument("--work-dir", type=Path, default=ROOT / "outputs" / "kill_resume")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks")
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for the run")
+    add_provenance_options(parser)
     args = parser.parse_args()
     overrides = [*SHORT_PIXEL_RUN, *args.overrides]
     shutil.rmtree(args.work_dir, ignore_errors=True)
@@ -113,7 +114,7 @@ def main() -> None:
         print(f"trial {trial}: killed {kills} s after its first checkpoint, resumed from step "
               f"{trials[-1]['resumed_from_step']}: "
               f"{differences or 'identical'}", flush=True)
-    provenance = Provenance.of_this_run(ROOT, "scripts/kill_resume_trials.py")
+    provenance = Provenance.of_this_run(ROOT, "scripts/kill_resume_trials.py", args.allow_dirty)
     markdown = to_markdown(trials, overrides, reference_seconds, first_checkpoint, provenance)
     publish(args.out, "kill_resume", markdown, {
         "overrides": overrides, "reference_seconds": reference_seconds,

@@ -3,7 +3,9 @@
 import json
 import subprocess
 
-from pixel_dqn.benchmarking import Provenance, code_version, publish
+import pytest
+
+from pixel_dqn.benchmarking import DirtyCheckout, Provenance, code_version, publish
 
 
 def test_code_version_names_the_commit_and_whether_the_tree_is_clean(tmp_path):
@@ -26,8 +28,14 @@ def test_code_version_names_the_commit_and_whether_the_tree_is_clean(tmp_path):
     commit = git("rev-parse", "--short=10", "HEAD").strip()
     (tmp_path / "benchmarks" / "b.md").write_text("new figures: benchmarks write here\n")
     assert code_version(tmp_path) == f"commit {commit} (clean tree)"
+    assert Provenance.of_this_run(tmp_path, "scripts/x.py").code == f"commit {commit} (clean tree)"
     (tmp_path / "a.py").write_text("x = 2\n")
     assert code_version(tmp_path) == f"commit {commit} with uncommitted changes"
+    # a benchmark of uncommitted code is refused in one line, unless told, and then says so
+    with pytest.raises(DirtyCheckout, match=r"^error: .* has uncommitted changes .*--allow-dirty"):
+        Provenance.of_this_run(tmp_path, "scripts/x.py")
+    told = Provenance.of_this_run(tmp_path, "scripts/x.py", allow_dirty=True)
+    assert told.code == f"commit {commit} with uncommitted changes"
 
 
 def test_every_benchmark_file_starts_with_its_provenance(tmp_path, capsys):

@@ -35,6 +35,7 @@ def test_the_learning_benchmark_runs_seeds_side_by_side_like_one_after_another(t
     for parallel, seeds in ((1, ["1"]), (2, ["0", "1"])):
         name = f"test_parallel_{parallel}"
         subprocess.run([sys.executable, str(ROOT / "scripts" / "benchmark_learning.py"),
+                        "--allow-dirty",
                         "--name", name, "--seeds", *seeds, "--parallel", str(parallel),
                         "--out", str(tmp_path), "--", *STATE_SMOKE_OVERRIDES],
                        cwd=ROOT, capture_output=True, text=True, timeout=600, check=True)

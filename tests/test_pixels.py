@@ -172,6 +172,7 @@ def test_the_env_benchmark_writes_its_table(tmp_path):
     from conftest import ROOT
 
     subprocess.run([sys.executable, str(ROOT / "scripts" / "benchmark.py"), "--quick",
+                    "--allow-dirty",
                     "--out", str(tmp_path)], check=True, timeout=300, capture_output=True)
     record = json.loads((tmp_path / "pixel_env.json").read_text())
     stages = {row["stage"]: row for row in record["rows"]}

@@ -3,6 +3,7 @@ date."""
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 import json
 import os
@@ -13,6 +14,8 @@ import sys
 from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
+
+UNCOMMITTED = " with uncommitted changes"
 
 
 def machine_description() -> str:
@@ -46,7 +49,21 @@ def code_version(root: Path) -> str:
                     ":(exclude)benchmarks")
     except (OSError, subprocess.CalledProcessError):
         return "unknown (not a git checkout)"
-    return f"commit {commit}" + (" with uncommitted changes" if dirty else " (clean tree)")
+    return f"commit {commit}" + (UNCOMMITTED if dirty else " (clean tree)")
+
+
+class DirtyCheckout(SystemExit):
+    """A benchmark asked to measure uncommitted code without ``--allow-dirty``."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(f"error: {message}")
+
+
+def add_provenance_options(parser: argparse.ArgumentParser) -> None:
+    """The options every benchmark script shares (``--allow-dirty``)."""
+    parser.add_argument("--allow-dirty", action="store_true",
+                        help="measure a checkout with uncommitted changes (refused by default; "
+                             "the record then says so)")
 
 
 def invocation(script: str | None = None) -> str:
@@ -68,9 +85,20 @@ class Provenance:
     date: str
 
     @classmethod
-    def of_this_run(cls, root: Path, script: str | None = None) -> Provenance:
-        """This process's command (see ``invocation``), machine, checkout at ``root`` and date."""
-        return cls(invocation(script), machine_description(), code_version(root), today())
+    def of_this_run(cls, root: Path, script: str | None = None,
+                    allow_dirty: bool = False) -> Provenance:
+        """This process's command (see ``invocation``), machine, checkout at ``root`` and date.
+
+        A checkout with uncommitted changes is refused (``DirtyCheckout``) unless
+        ``allow_dirty``; then the record's ``code`` says "with uncommitted changes".
+        """
+        code = code_version(root)
+        if code.endswith(UNCOMMITTED) and not allow_dirty:
+            raise DirtyCheckout(
+                f"{root} has uncommitted changes ({code}): a benchmark records the commit it "
+                "measured, so commit first (or benchmark a clean worktree: git worktree add "
+                "<dir> HEAD), or pass --allow-dirty and the record says so")
+        return cls(invocation(script), machine_description(), code, today())
 
     def markdown(self) -> list[str]:
         """The lines a benchmark's markdown starts its list with."""

@@ -358,7 +358,13 @@ class Config:
     """Write TensorBoard event files to ``<run_dir>/tb``."""
 
 
-GROUP_SCHEMAS = (StateEnvConfig, PixelEnvConfig, MLPConfig, CNNConfig, DQNConfig, ReinforceConfig)
+BASE_OPTIONS = {
+    "env": {"base_state": StateEnvConfig, "base_pixels": PixelEnvConfig},
+    "model": {"base_mlp": MLPConfig, "base_cnn": CNNConfig},
+    "trainer": {"base_dqn": DQNConfig, "base_reinforce": ReinforceConfig},
+}
+"""Each group's schemas, by the name a ``conf/<group>/*.yaml`` defaults list extends them by."""
+GROUP_SCHEMAS = tuple(schema for bases in BASE_OPTIONS.values() for schema in bases.values())
 _SCHEMA_BY_TARGET = {schema._target_: schema for schema in GROUP_SCHEMAS}
 
 
@@ -456,9 +462,6 @@ def register_configs() -> None:
     """Register the schemas; call before Hydra composes ``conf/``."""
     store = ConfigStore.instance()
     store.store(name="base_config", node=Config)
-    store.store(group="env", name="base_state", node=StateEnvConfig)
-    store.store(group="env", name="base_pixels", node=PixelEnvConfig)
-    store.store(group="model", name="base_mlp", node=MLPConfig)
-    store.store(group="model", name="base_cnn", node=CNNConfig)
-    store.store(group="trainer", name="base_dqn", node=DQNConfig)
-    store.store(group="trainer", name="base_reinforce", node=ReinforceConfig)
+    for group, bases in BASE_OPTIONS.items():
+        for name, schema in bases.items():
+            store.store(group=group, name=name, node=schema)
