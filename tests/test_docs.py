@@ -62,3 +62,22 @@ def test_the_site_builds_strict(tmp_path):
                           cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (tmp_path / "site" / "configuration" / "index.html").is_file()
+
+
+CITED = re.compile(r"\]\((benchmarks/[\w./-]+)\)|`(benchmarks/[\w./-]+\.md)`")
+COMMIT = re.compile(r"commit [0-9a-f]{7,}|`[0-9a-f]{7,10}`")
+CPU = re.compile(r"AMD EPYC|Intel")
+
+
+def test_every_benchmark_file_the_docs_cite_names_its_commit_and_cpu():
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    cited = {ROOT / (m.group(1) or m.group(2)) for page in pages
+             for m in CITED.finditer(page.read_text())}
+    files = {path / "README.md" if path.is_dir() else path for path in cited
+             if path.is_dir() or path.suffix in (".md", ".json")}
+    assert files, "no page cites a benchmark file"
+    missing = sorted(str(f.relative_to(ROOT)) for f in files if not f.is_file())
+    assert not missing, missing
+    unnamed = sorted(str(f.relative_to(ROOT)) for f in files
+                     if not (COMMIT.search(f.read_text()) and CPU.search(f.read_text())))
+    assert not unnamed, unnamed

@@ -15,6 +15,7 @@ import pytest
 import yaml
 from conftest import ROOT
 
+from pixel_dqn.benchmarking import machine_description, package_code_version
 from pixel_dqn.config import load_config
 from pixel_dqn.report import find_jobs, iqm, iqm_ci, read_job, summarise
 from pixel_dqn.run_directory import CHECKPOINT_DIR, train_command
@@ -78,6 +79,9 @@ def test_tiny_multirun_and_its_report(tmp_path, launcher):
     report = (tmp_path / "report.md").read_text()  # the sweep's own command line, from Hydra
     assert "- sweep: `python scripts/train.py -m " in report and "+arm=vanilla,double" in report
     assert ("hydra/launcher=joblib" in report) == (launcher == "joblib")
+    # provenance: the code and machine each run recorded in its timing.json
+    assert f"- runs' code: {package_code_version()}" in report
+    assert f"- runs' machine: {machine_description()}" in report
     if launcher == "joblib":  # two jobs side by side on the cores: one TF thread each
         threads = [yaml.safe_load((tmp_path / j.name / "config.yaml").read_text())["threads"]
                    for j in jobs]

@@ -66,6 +66,12 @@ def add_provenance_options(parser: argparse.ArgumentParser) -> None:
                              "the record then says so)")
 
 
+def package_code_version() -> str:
+    """``code_version`` of the checkout this package was imported from ("unknown (not a git
+    checkout)" for an installed wheel): what a run records of the code that made it."""
+    return code_version(Path(__file__).resolve().parents[2])
+
+
 def invocation(script: str | None = None) -> str:
     """The command line that ran ``script`` (relative to the repository), shell-quoted; without
     ``script``, this process's own: ``python -m <module> ...`` for a module run with ``-m``."""

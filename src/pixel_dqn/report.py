@@ -60,6 +60,8 @@ class Job:
     ended_by: dict[str, int] = field(default_factory=dict)  # the final eval's episode endings
     config: tuple | None = None  # the resolved config that decides the results (seed aside)
     curve: list[tuple[int, float]] = field(default_factory=list)  # (env step, eval return)
+    code: str | None = None  # the commit that finished the run (timing.json; runs since 12-06)
+    machine: str | None = None  # the machine that finished it (likewise)
 
     @property
     def finished(self) -> bool:
@@ -88,6 +90,7 @@ def read_job(job_dir: Path) -> Job:
         timing = read_json(job_dir, TIMING_FILE)
         if timing is not None:
             job.steps_per_s = float(timing["steps_per_s"])
+            job.code, job.machine = timing.get("code"), timing.get("machine")
             job.curve.append((int(timing["env_steps"]), job.final_eval))
         solved = first_solved_step(job.curve)
         job.first_solved_step = math.inf if solved is None else float(solved)
@@ -213,7 +216,9 @@ def write_report(out_dir: Path, jobs: list[Job], rows: list[dict], command: str,
         "",
         *sweeps,
         f"- report: `{command}`",
-        f"- machine: {machine}",
+        f"- runs' code: {_recorded(j.code for j in jobs)}",
+        f"- runs' machine: {_recorded(j.machine for j in jobs)}",
+        f"- report's machine: {machine}",
         f"- date: {date}",
         f"- jobs: {len(jobs)}, finished: {len(jobs) - len(failed)}",
         "",
@@ -261,6 +266,12 @@ def write_report(out_dir: Path, jobs: list[Job], rows: list[dict], command: str,
                      f"{solved} | {rate} |")
     lines.append("")
     (out_dir / "report.md").write_text("\n".join(lines))
+
+
+def _recorded(values) -> str:
+    """The distinct values the runs recorded, or why there are none."""
+    found = sorted({v for v in values if v})
+    return "; ".join(found) if found else "not recorded (runs finished before 2026-12-06)"
 
 
 def plot_curves(jobs: list[Job], path: Path) -> None:

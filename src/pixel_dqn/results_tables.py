@@ -74,8 +74,52 @@ def _seed_range(seeds: list[int]) -> list[str]:
     return [f"{a}-{b}" if a != b else f"{a}" for a, b in spans]
 
 
+PIXEL_ENV_STAGES = ("physics step", "pygame render", "crop + gray + resize",
+                    "fast render, drawing only", "fast render, memoised",
+                    "wrapper step: pygame, diff_current", "wrapper step: fast, diff_current",
+                    "vector env: 8 x fast diff, sync", "vector env: 8 x fast diff, async")
+"""The stages of ``benchmarks/pixel_env.json`` the docs quote."""
+
+
+def pixel_env_table(benchmarks: Path) -> str:
+    """An excerpt of the env benchmark (scripts/benchmark.py), with its provenance."""
+    record = json.loads((benchmarks / "pixel_env.json").read_text())
+    rows = {row["stage"]: row for row in record["rows"]}
+    lines = [f"Excerpt of [pixel_env.md](benchmarks/pixel_env.md) ({_commit(record['code'])}, "
+             f"{_cpu(record['machine'])}, {record['date']}; window `env.follow="
+             f"{record['follow']:g}`):", "",
+             "| stage | what | us / env step | env steps/s | x raw physics |",
+             "|---|---|---:|---:|---:|"]
+    lines += [f"| {stage} | {rows[stage]['what']} | {rows[stage]['us_per_env_step']:.1f} | "
+              f"{rows[stage]['steps_per_s']:,.0f} | {rows[stage]['x_physics']:.1f} |"
+              for stage in PIXEL_ENV_STAGES]
+    return "\n".join([*lines, "", *(f"- {check}" for check in record["checks"])]) + "\n"
+
+
+def seeds_table(name: str, benchmarks: Path) -> str:
+    """One row per seed of a REINFORCE learning benchmark (``benchmarks/<name>.json``)."""
+    record = json.loads((benchmarks / f"{name}.json").read_text())
+    lines = [f"[{name}.md](benchmarks/{name}.md) ({_commit(record['code'])}, "
+             f"{_cpu(record['machine'])}, {record['date']}):", "",
+             "| seed | mean training return, last 100 episodes | final greedy eval (100 "
+             "episodes, 200-step cap) | env steps | training s | process s |",
+             "|---:|---:|---|---:|---:|---:|"]
+    lines += [f"| {r['seed']} | {r['train_tail_return_mean']:.1f} | {r['final_eval_mean']:.1f} "
+              f"+- {r['final_eval_std']:.1f} | {r['env_steps']} | {r['train_wall_time_s']:.1f} | "
+              f"{r['process_wall_time_s']:.1f} |" for r in record["results"]]
+    return "\n".join(lines) + "\n"
+
+
+RENDERERS = {"pixel_env": pixel_env_table,
+             "reinforce": lambda b: seeds_table("reinforce", b),
+             "reinforce_seeds5-9": lambda b: seeds_table("reinforce_seeds5-9", b)}
+"""Tables that are not pooled learning rows: an excerpt or one row per seed."""
+
+
 def table(name: str, benchmarks: Path) -> str:
     """The markdown of table ``name`` from the JSON files in ``benchmarks``."""
+    if name in RENDERERS:
+        return RENDERERS[name](benchmarks)
     lines = ["| agent | seeds | final eval >= 475 | mean | IQM [95% CI] | lowest | "
              "median env steps to the first eval >= 475 | source (commit, CPU, date) |",
              "|---|---|---:|---:|---:|---:|---:|---|"]
@@ -88,8 +132,8 @@ def table(name: str, benchmarks: Path) -> str:
 def fill_tables(text: str, benchmarks: Path) -> str:
     """``text`` with every marked table rendered anew."""
     def fill(match: re.Match) -> str:
-        if match["name"] not in TABLES:
+        if match["name"] not in (*TABLES, *RENDERERS):
             raise ValueError(f"no result table named {match['name']!r}; known: "
-                             f"{', '.join(TABLES)}")
+                             f"{', '.join([*TABLES, *RENDERERS])}")
         return match.group(1) + table(match["name"], benchmarks) + match.group(3)
     return MARKED.sub(fill, text)

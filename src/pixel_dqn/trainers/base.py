@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from pixel_dqn.benchmarking import machine_description, package_code_version
 from pixel_dqn.checkpoint import Checkpoint
 from pixel_dqn.config import Config, EnvConfig
 from pixel_dqn.envs.snapshot import snapshot_envs
@@ -254,7 +255,9 @@ class Trainer:
         s = self.state
         seconds = self.elapsed()
         return {"env_steps": s.step, "seconds": seconds, "steps_per_s": s.step / seconds,
-                "phases": self.timer.summary(s.step, seconds), **self.timing_extras()}
+                "phases": self.timer.summary(s.step, seconds), **self.timing_extras(),
+                # provenance for reports: the code and machine that finished the run
+                "code": package_code_version(), "machine": machine_description()}
 
     def save_checkpoint(self) -> Path:
         """Checkpoint everything the loop needs to continue exactly from this point."""
