@@ -1,4 +1,4 @@
-"""Hyperparameter search with Optuna over the Hydra config (README: "Hyperparameter search").
+"""Hyperparameter search with Optuna over the Hydra config (docs/tuning.md).
 
     python -m pixel_dqn.tune --space NAME --dir DIR --trials N [--workers W] [-- overrides]
 
