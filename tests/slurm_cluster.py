@@ -18,7 +18,6 @@ the controller in ``tests/conftest.py``). A cluster left by a killed session is 
 
 from __future__ import annotations
 
-import fcntl
 import os
 import shutil
 import signal
@@ -27,9 +26,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
+
+from pixel_dqn.tune.driver import locked
 
 PACKAGES = "slurmctld slurmd slurmdbd slurm-client munge mariadb-server"
 BINARIES = ("munged", "munge", "slurmctld", "slurmd", "slurmdbd", "sinfo", "sbatch", "srun",
@@ -262,7 +262,7 @@ def session_cluster(session: str, directory: Path = DEFAULT_DIR) -> LocalSlurm:
     cluster = LocalSlurm(directory)
     marker = directory / "session"
     directory.parent.mkdir(parents=True, exist_ok=True)
-    with _locked(directory.with_name(directory.name + ".lock")):
+    with locked(directory.with_name(directory.name + ".lock")):
         ours = marker.is_file() and marker.read_text() == session
         if not (ours and cluster.running()):
             cluster.start()
@@ -275,20 +275,10 @@ def stop_session_cluster(session: str, directory: Path = DEFAULT_DIR) -> None:
     marker = directory / "session"
     if not marker.is_file():
         return  # no cluster started here (or SLURM is not installed)
-    with _locked(directory.with_name(directory.name + ".lock")):
+    with locked(directory.with_name(directory.name + ".lock")):
         if marker.is_file() and marker.read_text() == session:
             LocalSlurm(directory).stop()
             marker.unlink()
-
-
-@contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    with open(path, "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def _in_use(port: int) -> bool:
