@@ -21,8 +21,10 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import yaml
+
 from pixel_dqn.benchmarking import Provenance, add_provenance_options, publish
-from pixel_dqn.run_directory import TIMING_FILE, read_json, train_command
+from pixel_dqn.run_directory import MODEL_FILE, TIMING_FILE, read_json, train_command
 from pixel_dqn.runtime import ONEDNN_VARIABLE
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,6 +71,7 @@ def main() -> None:
                          "steps_per_s": variant["steps_per_s"],
                          "train_step_us": variant["phases"]["train_step"]["us_per_env_step"]})
     provenance = Provenance.of_this_run(ROOT, "scripts/benchmark_throughput.py", args.allow_dirty)
+    compute = compute_limit(run_dir, timing)
     record = {
         "env_steps": timing["env_steps"],
         "seconds": timing["seconds"],
@@ -76,12 +79,34 @@ def main() -> None:
         "target_steps_per_s": TARGET_STEPS_PER_S,
         "phases": timing["phases"],
         "replay": timing.get("replay", {}),
+        "compute": compute,
         "variants": variants,
         "references": [{"what": what, "steps_per_s": rate, "source": source}
                        for what, rate, source in REFERENCES],
         "config": (run_dir / "config.yaml").read_text(),
     }
     publish(args.out, args.name, to_markdown(record, provenance), record, provenance)
+
+
+def compute_limit(run_dir: Path, timing: dict) -> dict:
+    """The run's FLOPs per env step (from its saved network and trainer terms), the rate it
+    achieved, and this machine's fp32 matmul rate measured now: how much of it the learner uses."""
+    from pixel_dqn.config import DQNConfig, load_config
+    from pixel_dqn.flops import dqn_work, forward_macs, matmul_gflops
+    from pixel_dqn.networks import load_q_network
+
+    cfg = load_config(yaml.safe_load((run_dir / "config.yaml").read_text()))
+    if not isinstance(cfg.trainer, DQNConfig):
+        return {}
+    work = dqn_work(forward_macs(load_q_network(run_dir / MODEL_FILE)), cfg.trainer)
+    train_us = timing["phases"]["train_step"]["us_per_env_step"]
+    achieved = work.per_env_step * timing["steps_per_s"] / 1e9
+    matmul = matmul_gflops()
+    return {"forward_macs": work.forward_macs, "flops_per_env_step": work.per_env_step,
+            "learning_flops_per_env_step": work.learning_flops,
+            "achieved_gflops": achieved,
+            "train_step_gflops": work.learning_flops / train_us / 1e3,
+            "matmul_gflops": matmul, "utilisation": achieved / matmul}
 
 
 def timed_run(run_dir: Path, steps: int, overrides: list[str], environment: dict) -> dict:
@@ -109,6 +134,16 @@ def to_markdown(record: dict, provenance: Provenance) -> str:
         lines.append(f"- replay: {replay['bytes'] / 1e6:.0f} MB for {replay['capacity']} steps, "
                      f"{replay['bytes_per_step']:.0f} bytes per step "
                      f"({replay['bytes_per_step'] * 1e5 / 1e9:.3f} GB per 100k steps)")
+    compute = record.get("compute") or {}
+    if compute:
+        lines += [
+            f"- compute: {compute['flops_per_env_step'] / 1e6:.1f} MFLOP per env step (a "
+            f"forward pass is {compute['forward_macs'] / 1e3:.0f}k multiply-adds per sample; "
+            f"learning {compute['learning_flops_per_env_step'] / 1e6:.1f} of it): "
+            f"**{compute['achieved_gflops']:.1f} GFLOP/s** achieved end to end, "
+            f"{compute['train_step_gflops']:.1f} inside the gradient step; this machine's fp32 "
+            f"2048x2048 matmul, measured in this invocation: {compute['matmul_gflops']:.0f} "
+            f"GFLOP/s; **utilisation {100 * compute['utilisation']:.1f}%**"]
     lines += ["", "| phase | us per env step | share |", "|---|---:|---:|"]
     for name, phase in sorted(record["phases"].items(), key=lambda kv: -kv[1]["seconds"]):
         lines.append(f"| {name} | {phase['us_per_env_step']:.0f} | {100 * phase['share']:.1f}% |")
