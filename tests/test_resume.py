@@ -218,8 +218,10 @@ def test_a_full_disk_stops_training_in_one_line_and_the_same_command_resumes(
 
 def _loop_without_checkpoints(step):
     """The part of a run that ``Trainer.after_iteration`` reads, with checkpoints off."""
-    return SimpleNamespace(state=SimpleNamespace(step=step, next_checkpoint=None),
+    loop = SimpleNamespace(state=SimpleNamespace(step=step, next_checkpoint=None),
                            cfg=OmegaConf.create({"checkpoint": {"enabled": False}}))
+    loop.checkpoint_if_due = lambda stop: Trainer.checkpoint_if_due(loop, stop)
+    return loop
 
 
 def test_a_stop_signal_stops_training_even_with_checkpoints_off():

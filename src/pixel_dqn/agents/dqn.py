@@ -33,9 +33,19 @@ def td_targets(
     ``terminated = 0`` and bootstraps like any other step.
     """
     selector = next_q_target if next_q_online is None else next_q_online
-    next_actions = tf.argmax(selector, axis=1, output_type=tf.int32)
-    next_values = tf.gather(next_q_target, next_actions, axis=1, batch_dims=1)
+    # Q-values are (batch, actions), or (seeds, batch, actions) for a seed stack
+    next_actions = tf.argmax(selector, axis=-1, output_type=tf.int32)
+    next_values = tf.gather(next_q_target, next_actions, axis=-1,
+                            batch_dims=len(next_q_target.shape) - 1)
     return rewards + discounts * (1.0 - terminated) * next_values
+
+
+def exploration_draws(n: int, epsilon: float, rng: np.random.Generator, num_actions: int
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """Epsilon-greedy's draws for ``n`` envs: which explore, and the random action of each
+    (drawn for all, in this order, so a run's stream of draws never depends on the network)."""
+    explore = rng.random(n) < epsilon
+    return explore, rng.integers(0, num_actions, size=n, dtype=np.int32)
 
 
 class DQNAgent:
@@ -92,9 +102,7 @@ class DQNAgent:
 
     def act(self, obs: np.ndarray, epsilon: float, rng: np.random.Generator) -> np.ndarray:
         """Epsilon-greedy actions for a batch of observations, one per env."""
-        n = len(obs)
-        explore = rng.random(n) < epsilon
-        actions = rng.integers(0, self.num_actions, size=n, dtype=np.int32)
+        explore, actions = exploration_draws(len(obs), epsilon, rng, self.num_actions)
         if explore.all():
             return actions  # skip the network call while exploring
         return np.where(explore, actions, self._greedy(obs)).astype(np.int32)
@@ -161,7 +169,7 @@ class DQNAgent:
             q_taken = tf.gather(q_values, actions, axis=1, batch_dims=1)
             td_errors = targets - q_taken
             # importance weights undo prioritized sampling's bias (all ones when uniform)
-            loss = tf.reduce_mean(weights * _huber(td_errors, self.hparams.huber_delta))
+            loss = tf.reduce_mean(weights * huber(td_errors, self.hparams.huber_delta))
         variables = self.online.trainable_variables
         grads = tape.gradient(loss, variables)
         self.optimizer.apply_gradients(zip(grads, variables, strict=True))
@@ -198,7 +206,8 @@ class DQNAgent:
             target_var.assign(self._tau * online_var + (1.0 - self._tau) * target_var)
 
 
-def _huber(errors: tf.Tensor, delta: float) -> tf.Tensor:
+def huber(errors: tf.Tensor, delta: float) -> tf.Tensor:
+    """The Huber loss of each error: quadratic within ``delta``, linear beyond."""
     abs_errors = tf.abs(errors)
     quadratic = tf.minimum(abs_errors, delta)
     return 0.5 * quadratic**2 + delta * (abs_errors - quadratic)

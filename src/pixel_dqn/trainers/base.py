@@ -45,8 +45,9 @@ class Trainer:
         self.rng = np.random.default_rng(run.seeds.exploration)  # the agent's own draws
         self.timer = PhaseTimer()
         self._state: LoopState | None = None  # set by start or restore
+        # a seed of a stack shows no progress of its own (the stack shows all its seeds')
         self.progress = Progress(self.progress_total(), cfg.progress_interval_s,
-                                 unit=self.progress_units)
+                                 unit=self.progress_units, stream=self.progress_stream())
         self.saved_step: int | None = None  # env step of the newest checkpoint written/loaded
         self._clock_start = 0.0
 
@@ -99,6 +100,10 @@ class Trainer:
     def timing_extras(self) -> dict:
         return {}
 
+    def progress_stream(self):
+        """Where progress is shown (None: standard output)."""
+        return None
+
     def also_graded(self) -> dict[str, Policy]:
         """Other greedy policies the final evaluation grades on the same episodes, by the
         eval.json key they are written under (e.g. the online network beside its average)."""
@@ -121,7 +126,7 @@ class Trainer:
             self.begin_session()
             with StopSignals() as stop:
                 self.loop(stop)
-            return self._finish()
+            return self.finish()
         except OSError as error:
             if error.errno not in RUN_DIR_FULL:
                 raise
@@ -130,7 +135,7 @@ class Trainer:
         finally:
             self.progress.close()
 
-    def _finish(self) -> EvalResult:
+    def finish(self) -> EvalResult:
         """The last checkpoint, the final evaluation (of the kept network with
         ``eval.keep_best``), then model.keras, eval.json and timing.json."""
         cfg, s = self.cfg, self.state
@@ -239,17 +244,22 @@ class Trainer:
 
     def after_iteration(self, stop: StopSignals) -> None:
         """Checkpoint when one is due or a stop signal came; then stop if it did."""
-        s, cfg = self.state, self.cfg
-        due = s.next_checkpoint is not None and s.step >= s.next_checkpoint
-        path = None
-        if cfg.checkpoint.enabled and (due or stop.signum is not None):
-            while s.next_checkpoint is not None and s.next_checkpoint <= s.step:
-                s.next_checkpoint += cfg.checkpoint.every_steps
-            with self.timer.phase("checkpoint"):
-                path = self.save_checkpoint()
+        s = self.state
+        path = self.checkpoint_if_due(stop)
         if stop.signum is not None:
             stop.hand_on(s.step)  # a launcher's own handler (submitit's requeue) exits here
             raise TrainingInterrupted(stop.signum, s.step, path)
+
+    def checkpoint_if_due(self, stop: StopSignals) -> Path | None:
+        """Checkpoint if one is due or a stop signal came; the path written, if any."""
+        s, cfg = self.state, self.cfg
+        due = s.next_checkpoint is not None and s.step >= s.next_checkpoint
+        if not cfg.checkpoint.enabled or not (due or stop.signum is not None):
+            return None
+        while s.next_checkpoint is not None and s.next_checkpoint <= s.step:
+            s.next_checkpoint += cfg.checkpoint.every_steps
+        with self.timer.phase("checkpoint"):
+            return self.save_checkpoint()
 
     def timing(self) -> dict:
         s = self.state

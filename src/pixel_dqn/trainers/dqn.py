@@ -30,6 +30,7 @@ class DQNLoopState(LoopState):
     episodes_now: EpisodeTally = field(default_factory=lambda: EpisodeTally.start(0))
     since_train: int = 0
     since_sync: int = 0
+    vector_steps: int = 0  # steps of the vector env (a seed stack's seeds train on its ticks)
 
 
 class DQNTrainer(Trainer):
@@ -37,15 +38,15 @@ class DQNTrainer(Trainer):
 
     hparams: DQNConfig
 
-    def __init__(self, cfg: Config, run: Run) -> None:
+    def __init__(self, cfg: Config, run: Run, agent: DQNAgent | None = None) -> None:
+        """``agent``: the agent to train (a seed stack passes one seed's view of its agent);
+        by default a ``DQNAgent`` of the config's network."""
         super().__init__(cfg, run)
         hparams, envs = self.hparams, self.envs
-        obs_space, action_space = envs.single_observation_space, envs.single_action_space
-        total_gradient_steps = (max(cfg.total_steps - hparams.learning_starts, 0)
-                                // hparams.train_freq * hparams.gradient_steps)
-        self.agent = DQNAgent(
-            partial(build_network, cfg.model, obs_space.shape, int(action_space.n)),
-            int(action_space.n), hparams, total_gradient_steps)
+        obs_space = envs.single_observation_space
+        self.agent = agent or DQNAgent(
+            partial(build_network, cfg.model, obs_space.shape, int(envs.single_action_space.n)),
+            int(envs.single_action_space.n), hparams, total_gradient_steps(cfg))
         self.buffer = ReplayBuffer(
             hparams.buffer_size, obs_space.shape, obs_space.dtype,
             np.random.default_rng(run.seeds.replay), num_envs=envs.num_envs,
@@ -57,6 +58,9 @@ class DQNTrainer(Trainer):
         self.augment_rng = np.random.default_rng(run.seeds.augment)
         # the 4-float state has no image to shift: the same trainer config serves both inputs
         self.augment_pad = hparams.augment_pad if isinstance(cfg.env, PixelEnvConfig) else 0
+        self.epsilon_at = LinearSchedule(hparams.exploration_initial_eps,
+                                         hparams.exploration_final_eps, hparams.exploration_steps)
+        self.beta_at = LinearSchedule(hparams.priority_beta_initial, 1.0, cfg.total_steps)
 
     def progress_total(self) -> int:
         return self.cfg.total_steps
@@ -107,58 +111,93 @@ class DQNTrainer(Trainer):
                                 next_obs=random_shift(batches.next_obs, pad, rng, obs_ndim))
 
     def loop(self, stop: StopSignals) -> None:
-        cfg, hparams, s = self.cfg, self.hparams, self.state
-        agent, buffer, timer = self.agent, self.buffer, self.timer
-        num_envs = self.envs.num_envs
-        epsilon_at = LinearSchedule(hparams.exploration_initial_eps,
-                                    hparams.exploration_final_eps, hparams.exploration_steps)
-        beta_at = LinearSchedule(hparams.priority_beta_initial, 1.0, cfg.total_steps)
+        s, agent, timer = self.state, self.agent, self.timer
         session_start, session_first_step = time.perf_counter(), s.step
-
-        # a vector step adds up to num_envs env steps: stop before one could exceed the budget
-        while s.step + num_envs <= cfg.total_steps:
-            learning = s.step >= hparams.learning_starts
-            epsilon = epsilon_at(s.step) if learning else 1.0
+        while self.budget_left():
+            epsilon = self.epsilon()
             with timer.phase("act"):
                 actions = agent.act(s.obs, epsilon, self.rng)
-            with timer.phase("env"):
-                next_obs, rewards, terminated, truncated, _ = self.envs.step(actions)
-            # a sub-env that just reset carries no transition (see EpisodeTally)
-            resetting = s.episodes_now.resetting
-            live = ~resetting
-            # Store `terminated`, not `terminated | truncated`: a time-limit truncation
-            # bootstraps (the reset slot that follows it is what ends its n-step sums).
-            with timer.phase("replay_add"):
-                buffer.add(np.flatnonzero(live), actions[live], rewards[live], next_obs[live],
-                           terminated[live])
-                buffer.start_episodes(np.flatnonzero(resetting), next_obs[resetting])
-            new_steps = int(live.sum())
-            s.step += new_steps
-            # without the start-up burst the replay ratio counts from learning_starts, not 0
-            s.since_train += new_steps if hparams.learning_starts_burst else min(
-                new_steps, max(s.step - hparams.learning_starts, 0))
-            s.since_sync += new_steps
-            for _, episode_return, length in s.episodes_now.step(rewards, terminated, truncated):
-                self.write_episode(episode_return, length, epsilon=epsilon)
-            s.obs = next_obs  # CRUCIAL: the next action is chosen from the new observation
-
-            if s.step >= hparams.learning_starts and s.since_train >= hparams.train_freq:
-                phases, s.since_train = divmod(s.since_train, hparams.train_freq)
-                with timer.phase("replay_sample"):
-                    batches = buffer.sample(hparams.batch_size, phases * hparams.gradient_steps,
-                                            beta=beta_at(s.step))
-                    if self.augment_pad:
-                        batches = self.augmented(batches)
-                # the target moves only at the end of a training phase (never in between)
-                sync = s.since_sync >= hparams.target_update_interval
-                s.since_sync = 0 if sync else s.since_sync
+            self.play(actions, epsilon)
+            phases = self.phases_due()
+            if phases:
+                batches, sync = self.sample_phase(phases)
                 with timer.phase("train_step"):
-                    s.last, td_errors = agent.update(batches, sync_target=sync)
-                self.check_finite({**s.last, "weights_sum": agent.weights_sum()}, td_errors)
-                with timer.phase("replay_sample"):
-                    buffer.update_priorities(batches.indices, td_errors)
+                    metrics, td_errors = agent.update(batches, sync_target=sync)
+                self.learned(batches, metrics, agent.weights_sum(), td_errors)
             self.evaluate_if_due()
             rate = (s.step - session_first_step) / (time.perf_counter() - session_start)
-            self.show_progress(s.step, rate, final=s.step + num_envs > cfg.total_steps,
+            self.show_progress(s.step, rate, final=not self.budget_left(),
                                eps=f"{epsilon:.2f}")
             self.after_iteration(stop)
+
+    # -- the steps of the loop (a seed stack runs them for each of its seeds) -------------------
+    def budget_left(self) -> bool:
+        """Whether another vector step fits the budget (it adds up to num_envs env steps)."""
+        return self.state.step + self.envs.num_envs <= self.cfg.total_steps
+
+    def epsilon(self) -> float:
+        """Exploration now: 1 before learning starts, then the linear schedule."""
+        step = self.state.step
+        return self.epsilon_at(step) if step >= self.hparams.learning_starts else 1.0
+
+    def play(self, actions: np.ndarray, epsilon: float) -> None:
+        """One vector step with ``actions``: store the transitions, count steps and episodes."""
+        s, hparams, buffer = self.state, self.hparams, self.buffer
+        with self.timer.phase("env"):
+            next_obs, rewards, terminated, truncated, _ = self.envs.step(actions)
+        # a sub-env that just reset carries no transition (see EpisodeTally)
+        resetting = s.episodes_now.resetting
+        live = ~resetting
+        # Store `terminated`, not `terminated | truncated`: a time-limit truncation
+        # bootstraps (the reset slot that follows it is what ends its n-step sums).
+        with self.timer.phase("replay_add"):
+            buffer.add(np.flatnonzero(live), actions[live], rewards[live], next_obs[live],
+                       terminated[live])
+            buffer.start_episodes(np.flatnonzero(resetting), next_obs[resetting])
+        new_steps = int(live.sum())
+        s.step += new_steps
+        # without the start-up burst the replay ratio counts from learning_starts, not 0
+        s.since_train += new_steps if hparams.learning_starts_burst else min(
+            new_steps, max(s.step - hparams.learning_starts, 0))
+        s.since_sync += new_steps
+        for _, episode_return, length in s.episodes_now.step(rewards, terminated, truncated):
+            self.write_episode(episode_return, length, epsilon=epsilon)
+        s.obs = next_obs  # CRUCIAL: the next action is chosen from the new observation
+        s.vector_steps += 1
+
+    def phases_due(self) -> int:
+        """Training phases due now (usually 0 or 1), taken off the count."""
+        s, hparams = self.state, self.hparams
+        if s.step < hparams.learning_starts or s.since_train < hparams.train_freq:
+            return 0
+        phases, s.since_train = divmod(s.since_train, hparams.train_freq)
+        return phases
+
+    def sample_phase(self, phases: int) -> tuple[Batch, bool]:
+        """The batches of ``phases`` training phases (augmented) and whether the target moves
+        after them (only at the end of a phase, never in between)."""
+        s, hparams = self.state, self.hparams
+        with self.timer.phase("replay_sample"):
+            batches = self.buffer.sample(hparams.batch_size, phases * hparams.gradient_steps,
+                                         beta=self.beta_at(s.step))
+            if self.augment_pad:
+                batches = self.augmented(batches)
+        sync = s.since_sync >= hparams.target_update_interval
+        s.since_sync = 0 if sync else s.since_sync
+        return batches, sync
+
+    def learned(self, batches: Batch, metrics: dict, weights_sum: float,
+                td_errors: np.ndarray) -> None:
+        """After the update: keep its metrics, stop if anything went non-finite, and set the
+        sampled transitions' priorities from their TD errors."""
+        self.state.last = metrics
+        self.check_finite({**metrics, "weights_sum": weights_sum}, td_errors)
+        with self.timer.phase("replay_sample"):
+            self.buffer.update_priorities(batches.indices, td_errors)
+
+
+def total_gradient_steps(cfg: Config) -> int:
+    """The gradient steps a run of ``cfg`` takes (the learning-rate decay's length)."""
+    hparams = cfg.trainer
+    return (max(cfg.total_steps - hparams.learning_starts, 0) // hparams.train_freq
+            * hparams.gradient_steps)
