@@ -16,9 +16,11 @@ Writes ``benchmarks/<name>.md`` and ``.json`` with the machine, the command and 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import yaml
@@ -58,6 +60,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks")
     parser.add_argument("--no-variants", action="store_true",
                         help="time the config only, not its determinism-off and Eigen variants")
+    parser.add_argument("--stack-seeds", type=int, default=5,
+                        help="also profile a seed stack of this many seeds (0: skip)")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides passed to scripts/train.py")
     add_provenance_options(parser)
     args = parser.parse_args()
@@ -72,6 +76,7 @@ def main() -> None:
                          "train_step_us": variant["phases"]["train_step"]["us_per_env_step"]})
     provenance = Provenance.of_this_run(ROOT, "scripts/benchmark_throughput.py", args.allow_dirty)
     compute = compute_limit(run_dir, timing)
+    profiles = op_profiles(run_dir, args.stack_seeds) if args.stack_seeds else []
     record = {
         "env_steps": timing["env_steps"],
         "seconds": timing["seconds"],
@@ -80,6 +85,7 @@ def main() -> None:
         "phases": timing["phases"],
         "replay": timing.get("replay", {}),
         "compute": compute,
+        "op_profiles": profiles,
         "variants": variants,
         "references": [{"what": what, "steps_per_s": rate, "source": source}
                        for what, rate, source in REFERENCES],
@@ -90,9 +96,10 @@ def main() -> None:
 
 def compute_limit(run_dir: Path, timing: dict) -> dict:
     """The run's FLOPs per env step (from its saved network and trainer terms), the rate it
-    achieved, and this machine's fp32 matmul rate measured now: how much of it the learner uses."""
+    achieved, and this machine's fp32 matmul rate measured now on one thread and on all cores:
+    how much of the machine the learner uses."""
     from pixel_dqn.config import DQNConfig, load_config
-    from pixel_dqn.flops import dqn_work, forward_macs, matmul_gflops
+    from pixel_dqn.flops import dqn_work, forward_macs
     from pixel_dqn.networks import load_q_network
 
     cfg = load_config(yaml.safe_load((run_dir / "config.yaml").read_text()))
@@ -101,12 +108,26 @@ def compute_limit(run_dir: Path, timing: dict) -> dict:
     work = dqn_work(forward_macs(load_q_network(run_dir / MODEL_FILE)), cfg.trainer)
     train_us = timing["phases"]["train_step"]["us_per_env_step"]
     achieved = work.per_env_step * timing["steps_per_s"] / 1e9
-    matmul = matmul_gflops()
+    matmul = {threads: float(_python("-m", "pixel_dqn.flops", "--threads", str(threads)))
+              for threads in (1, os.cpu_count() or 1)}
     return {"forward_macs": work.forward_macs, "flops_per_env_step": work.per_env_step,
             "learning_flops_per_env_step": work.learning_flops,
             "achieved_gflops": achieved,
             "train_step_gflops": work.learning_flops / train_us / 1e3,
-            "matmul_gflops": matmul, "utilisation": achieved / matmul}
+            "threads": {"intra_op": cfg.threads.intra_op, "inter_op": cfg.threads.inter_op},
+            "matmul_gflops": matmul, "utilisation": achieved / max(matmul.values())}
+
+
+def op_profiles(run_dir: Path, stack_seeds: int) -> list[dict]:
+    """Where a training phase's time goes per op kind: the run's agent, and a seed stack of
+    ``stack_seeds`` seeds of its config (pixel_dqn.op_profile, each in a process of its own)."""
+    return [json.loads(_python("-m", "pixel_dqn.op_profile", str(run_dir), *extra))
+            for extra in ([], ["--seeds", str(stack_seeds)])]
+
+
+def _python(*args: str) -> str:
+    return subprocess.run([sys.executable, *args], check=True, cwd=ROOT, capture_output=True,
+                          text=True).stdout
 
 
 def timed_run(run_dir: Path, steps: int, overrides: list[str], environment: dict) -> dict:
@@ -136,14 +157,20 @@ def to_markdown(record: dict, provenance: Provenance) -> str:
                      f"({replay['bytes_per_step'] * 1e5 / 1e9:.3f} GB per 100k steps)")
     compute = record.get("compute") or {}
     if compute:
+        matmul = {int(k): v for k, v in compute["matmul_gflops"].items()}
+        cores = max(matmul)
+        threads = compute["threads"]
         lines += [
-            f"- compute: {compute['flops_per_env_step'] / 1e6:.1f} MFLOP per env step (a "
+            f"- compute: **{compute['flops_per_env_step'] / 1e6:.1f} MFLOP per env step** (a "
             f"forward pass is {compute['forward_macs'] / 1e3:.0f}k multiply-adds per sample; "
-            f"learning {compute['learning_flops_per_env_step'] / 1e6:.1f} of it): "
-            f"**{compute['achieved_gflops']:.1f} GFLOP/s** achieved end to end, "
-            f"{compute['train_step_gflops']:.1f} inside the gradient step; this machine's fp32 "
-            f"2048x2048 matmul, measured in this invocation: {compute['matmul_gflops']:.0f} "
-            f"GFLOP/s; **utilisation {100 * compute['utilisation']:.1f}%**"]
+            f"learning is {compute['learning_flops_per_env_step'] / 1e6:.1f} of it, acting the "
+            f"rest), so **{compute['achieved_gflops']:.1f} GFLOP/s achieved** end to end "
+            f"({compute['train_step_gflops']:.1f} inside the gradient step), on TensorFlow "
+            f"threads intra_op={threads['intra_op']} inter_op={threads['inter_op']} (0: one "
+            f"per core)",
+            f"- this machine's fp32 2048x2048 matmul, measured in this invocation: "
+            f"**{matmul[cores]:.0f} GFLOP/s** on {cores} threads ({matmul[1]:.0f} on one): "
+            f"**utilisation {100 * compute['utilisation']:.1f}%** of the {cores}-thread rate"]
     lines += ["", "| phase | us per env step | share |", "|---|---:|---:|"]
     for name, phase in sorted(record["phases"].items(), key=lambda kv: -kv[1]["seconds"]):
         lines.append(f"| {name} | {phase['us_per_env_step']:.0f} | {100 * phase['share']:.1f}% |")
@@ -156,6 +183,7 @@ def to_markdown(record: dict, provenance: Provenance) -> str:
         for variant in record["variants"]:
             lines.append(f"| {variant['variant']} | {variant['steps_per_s']:.0f} | "
                          f"{variant['train_step_us']:.0f} | {variant['steps_per_s'] / rate:.2f} |")
+    lines += profile_lines(record.get("op_profiles") or [])
     # no ratio to this run: the references ran on other hosts on other days (hosts of one CPU
     # model differ by tens of percent), so only figures of one invocation are compared
     lines += ["", "Reference figures, measured on other hosts of this machine class on other days "
@@ -166,6 +194,37 @@ def to_markdown(record: dict, provenance: Provenance) -> str:
                      f"{reference['source']} |")
     lines += ["", "The config of the run:", "", "```yaml", record["config"].rstrip(), "```", ""]
     return "\n".join(lines)
+
+
+def profile_lines(profiles: list[dict], top: int = 12) -> list[str]:
+    """The op-kind profiles as a table: kernel ms per training phase, per seed."""
+    if not profiles:
+        return []
+    heads = []
+    for p in profiles:
+        who = f"a seed stack of {p['seeds']}, per seed" if p["stacked"] else "one agent"
+        heads.append(f"{who} (wall {p['wall_ms_per_phase'] / p['seeds']:.1f} ms)")
+    kinds = [o["op"] for o in profiles[0]["ops"][:top]]
+    per_kind = [{o["op"]: o for o in p["ops"]} for p in profiles]
+    first = profiles[0]
+    lines = ["", f"Where a training phase ({first['gradient_steps_per_phase']} gradient steps of "
+             f"{first['batch_size']}) goes, by op kind: kernel milliseconds per phase and seed "
+             f"from TensorFlow's profiler, on random batches of the run's shapes "
+             f"(`python -m pixel_dqn.op_profile RUN_DIR [--seeds N]`; kernels on two inter-op "
+             f"threads overlap, so they can add up to more than the wall time):", "",
+             "| op kind | " + " | ".join(heads) + " | ops per phase (one agent) |",
+             "|---|" + "---:|" * (len(profiles) + 1)]
+    for kind in kinds:
+        cells = [f"{ops[kind]['ms_per_phase'] / p['seeds']:.2f}" if kind in ops else "-"
+                 for ops, p in zip(per_kind, profiles, strict=True)]
+        lines.append(f"| {kind} | " + " | ".join(cells)
+                     + f" | {per_kind[0][kind]['ops_per_phase']:.0f} |")
+    rest = [sum(o["ms_per_phase"] for o in p["ops"] if o["op"] not in kinds) / p["seeds"]
+            for p in profiles]
+    total = [p["kernel_ms_per_phase"] / p["seeds"] for p in profiles]
+    lines += ["| all other kinds | " + " | ".join(f"{r:.2f}" for r in rest) + " | |",
+              "| **all kernels** | " + " | ".join(f"**{t:.2f}**" for t in total) + " | |"]
+    return lines
 
 
 if __name__ == "__main__":

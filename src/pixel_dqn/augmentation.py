@@ -23,10 +23,12 @@ def random_shift(
     samples = observations.reshape(-1, *obs_shape)
     padded = _pad_edges(samples, pad)
     dy, dx = rng.integers(0, 2 * pad + 1, size=(2, len(samples)))
-    shifted = np.empty_like(samples)
-    for i, (top, left) in enumerate(zip(dy.tolist(), dx.tolist(), strict=True)):
-        shifted[i] = padded[i, :, top : top + height, left : left + width]
-    return shifted.reshape(observations.shape)
+    # every crop of the padded observations, as a view: (sample, frame, top, left, [C,] H, W)
+    crops = np.lib.stride_tricks.sliding_window_view(padded, (height, width), axis=(2, 3))
+    shifted = crops[np.arange(len(samples)), :, dy, dx]  # (sample, frame, [C,] H, W)
+    if len(obs_shape) == 4:
+        shifted = np.moveaxis(shifted, -3, -1)  # the colour channels back last
+    return np.ascontiguousarray(shifted).reshape(observations.shape)
 
 
 def _pad_edges(samples: np.ndarray, pad: int) -> np.ndarray:

@@ -79,3 +79,20 @@ def matmul_gflops(size: int = 2048, repeats: int = 10) -> float:
         product(a, b).numpy()
         best = min(best, time.perf_counter() - start)
     return 2 * size**3 / best / 1e9
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m pixel_dqn.flops --threads N``: print ``matmul_gflops`` on N threads."""
+    import argparse
+
+    from pixel_dqn.runtime import configure_threads
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--threads", type=int, default=0, help="0: one per core")
+    args = parser.parse_args(argv)
+    configure_threads(args.threads, args.threads)
+    print(f"{matmul_gflops():.3f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,14 +1,16 @@
 """Many seeds' Q-networks as one: stacked weights and one forward pass for all of them.
 
 A seed stack holds ``S`` networks of one architecture (built by ``pixel_dqn.networks``) as
-variables with a leading seed axis, and runs them on ``S`` batches in one call: the dense layers
-as batched matrix products, the convolutions as one grouped convolution whose groups are the
-seeds (each seed's channels side by side). The ops are ``S`` times larger and no more numerous,
-which is what a small network on a CPU needs: its time goes to per-op overhead and to kernels
-too narrow to fill the vector units (8 or 16 channels), not to arithmetic.
+variables with a leading seed axis, and runs them on ``S`` batches in one graph: the dense
+layers as batched matrix products, the convolutions as one convolution per seed (independent
+ops, which TensorFlow's inter-op threads run side by side). What it saves is per-call and
+per-op overhead, not arithmetic: on a CPU the convolutions of this small network are bound by
+their kernels (1-16 channels do not fill the vector units), and those stay as they are
+(benchmarks/pixel_throughput.md profiles them).
 
 Seed ``s`` computes what its Keras network computes, up to float rounding (the same layers,
-formulas and weights; tests/test_seed_stack.py compares them).
+formulas and weights; tests/test_seed_stack.py compares them), and never depends on the other
+seeds' weights or inputs.
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ class StackedNetwork:
                                  f"{', '.join(k.__name__ for k in _LAYER_KINDS)}")
 
     def __call__(self, weights: Sequence[tf.Tensor], obs: tf.Tensor) -> tf.Tensor:
-        return self._run(weights, obs, first=0, image=False)
+        return self._run(weights, obs, first=0)
 
     def pair(self, weights_a: Sequence[tf.Tensor], weights_b: Sequence[tf.Tensor],
              obs: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
@@ -64,27 +66,25 @@ class StackedNetwork:
             (kernel_a, bias_a), (kernel_b, bias_b) = (w[self.slices[0]]
                                                       for w in (weights_a, weights_b))
             x = _pixel_conv(first, [kernel_a, kernel_b], [bias_a, bias_b], obs)
-            outputs = self._run(both, x, first=1, image=True)
+            outputs = self._run(both, x, first=1)
         else:
             x = tf.reshape(tf.stack([obs, obs], axis=1),
                            tf.concat([[2 * seeds], tf.shape(obs)[1:]], axis=0))
-            outputs = self._run(both, x, first=0, image=False)
+            outputs = self._run(both, x, first=0)
         outputs = tf.reshape(outputs, (seeds, 2, -1, outputs.shape[-1]))
         return outputs[:, 0], outputs[:, 1]
 
-    def _run(self, weights: Sequence[tf.Tensor], x: tf.Tensor, first: int, image: bool
-             ) -> tf.Tensor:
+    def _run(self, weights: Sequence[tf.Tensor], x: tf.Tensor, first: int) -> tf.Tensor:
         streams = {}
-        seeds = weights[0].shape[0]
         for layer, where in zip(self.layers[first:], self.slices[first:], strict=True):
             w = weights[where]
             if isinstance(layer, PixelConv):
-                x, image = _pixel_conv(layer, [w[0]], [w[1]], x), True
+                x = _pixel_conv(layer, [w[0]], [w[1]], x)
             elif isinstance(layer, keras.layers.Conv2D):
-                x = _grouped_conv(x, w[0], w[1], layer.strides[0], layer.activation)
+                x = _seed_convs(x, w[0], w[1], layer.strides[0], layer.activation)
             elif isinstance(layer, keras.layers.Flatten):
-                x = _flatten(x, image, seeds)
-                image = False
+                # Keras's order per sample (rows, columns, channels): (S, B, features)
+                x = tf.reshape(x, (x.shape[0], -1, int(np.prod(x.shape[2:]))))
             elif isinstance(layer, keras.layers.Dense):
                 y = layer.activation(tf.matmul(x, w[0]) + w[1][:, None, :])
                 if layer.name in DUELING_STREAMS:
@@ -107,7 +107,7 @@ class StackedNetwork:
 def _pixel_conv(layer: PixelConv, kernels: Sequence[tf.Tensor], biases: Sequence[tf.Tensor],
                 frames: tf.Tensor) -> tf.Tensor:
     """``PixelConv`` for every seed, with one or more kernels per seed on the same frames:
-    uint8 ``(S, B, frames, H, W[, C])`` -> ``(B, h, w, S*n*F)`` (seed-major, then kernel).
+    uint8 ``(S, B, frames, H, W[, C])`` -> ``(S*n, B, h, w, F)`` (seed-major, then kernel).
 
     With a kernel a whole number of strides wide (the default 8 and 4), the frames are cut into
     stride-sized blocks stacked as channels (space to depth): the convolution becomes a 2x2
@@ -133,11 +133,10 @@ def _pixel_conv(layer: PixelConv, kernels: Sequence[tf.Tensor], biases: Sequence
         kernel = tf.reshape(kernel, (seeds, size, size, slots, channels, -1))
         folded.append(tf.einsum("sf,nhwsco->nhwfco", layer.frame_weights[:, used], kernel))
     kernel = tf.concat(folded, axis=-1)  # (S, k, k, frames, C, n*F)
-    bias = tf.concat(list(biases), axis=-1)
     if space_to_depth:
         x = tf.reshape(x, (seeds, -1, len(used), rows, stride, cols, stride, channels))
-        x = tf.transpose(x, (1, 3, 5, 0, 4, 6, 2, 7))  # (B, rows, cols, S, r, c, frames, C)
-        x = tf.reshape(x, (-1, rows, cols, seeds * stride * stride * len(used) * channels))
+        x = tf.transpose(x, (0, 1, 3, 5, 4, 6, 2, 7))  # (S, B, rows, cols, r, c, frames, C)
+        x = tf.reshape(x, (seeds, -1, rows, cols, stride * stride * len(used) * channels))
         kernel = tf.reshape(kernel, (seeds, blocks, stride, blocks, stride, len(used), channels,
                                      -1))
         kernel = tf.transpose(kernel, (0, 1, 3, 2, 4, 5, 6, 7))
@@ -145,29 +144,32 @@ def _pixel_conv(layer: PixelConv, kernels: Sequence[tf.Tensor], biases: Sequence
                                      * channels, -1))
         stride = 1
     else:
-        x = tf.transpose(x, (1, 3, 4, 0, 2, 5))  # (B, H, W, S, frames, C)
-        x = tf.reshape(x, (-1, height, width, seeds * len(used) * channels))
+        x = tf.transpose(x, (0, 1, 3, 4, 2, 5))  # (S, B, H, W, frames, C)
+        x = tf.reshape(x, (seeds, -1, height, width, len(used) * channels))
         kernel = tf.reshape(kernel, (seeds, size, size, len(used) * channels, -1))
-    return _grouped_conv(x, kernel, bias, stride, keras.activations.relu)
+    x = _seed_convs(x, kernel, tf.concat(list(biases), axis=-1), stride,
+                    keras.activations.relu)  # (S, B, h, w, n*F)
+    if len(kernels) == 1:
+        return x
+    # the kernels' outputs as seeds of their own: (S*n, B, h, w, F)
+    *_, out_h, out_w, filters = x.shape
+    x = tf.reshape(x, (seeds, -1, out_h, out_w, len(kernels), filters // len(kernels)))
+    x = tf.transpose(x, (0, 4, 1, 2, 3, 5))
+    return tf.reshape(x, (seeds * len(kernels), -1, out_h, out_w, filters // len(kernels)))
 
 
-def _grouped_conv(x, kernel, bias, strides: int, activation) -> tf.Tensor:
-    """One convolution per seed as one grouped convolution: ``x`` is ``(B, H, W, S*c_in)``,
-    ``kernel`` ``(S, k, k, c_in, c_out)``; returns ``(B, h, w, S*c_out)``."""
-    seeds, size, _, c_in, c_out = kernel.shape
-    kernel = tf.reshape(tf.transpose(kernel, (1, 2, 3, 0, 4)), (size, size, c_in, seeds * c_out))
-    outputs = tf.nn.conv2d(x, kernel, strides=strides, padding="VALID")
-    return activation(outputs + tf.reshape(bias, (seeds * c_out,)))
+def _seed_convs(x, kernel, bias, strides: int, activation) -> tf.Tensor:
+    """Each seed's convolution of its own images: ``x`` ``(S, B, H, W, c_in)``, ``kernel``
+    ``(S, k, k, c_in, c_out)``, ``bias`` ``(S, c_out)`` -> ``(S, B, h, w, c_out)``.
 
-
-def _flatten(x: tf.Tensor, image: bool, seeds: int) -> tf.Tensor:
-    """Keras's Flatten per seed: ``(B, h, w, S*c)`` or ``(S, B, ...)`` -> ``(S, B, features)``."""
-    if not image:
-        return tf.reshape(x, (x.shape[0], -1, int(np.prod(x.shape[2:]))))
-    _, height, width, channels = x.shape
-    x = tf.reshape(x, (-1, height, width, seeds, channels // seeds))
-    x = tf.transpose(x, (3, 0, 1, 2, 4))
-    return tf.reshape(x, (seeds, -1, height * width * (channels // seeds)))
+    One convolution per seed, not one grouped convolution over all: oneDNN's grouped kernel is
+    slower per seed than its plain one at these sizes, and the seeds' convolutions are
+    independent ops that TensorFlow's inter-op threads run side by side.
+    """
+    # unstacked, not sliced: the gradient of a slice is a zero tensor of the whole stack
+    return tf.stack([activation(tf.nn.conv2d(image, k, strides=strides, padding="VALID") + b)
+                     for image, k, b in zip(tf.unstack(x), tf.unstack(kernel), tf.unstack(bias),
+                                            strict=True)])
 
 
 _LAYER_KINDS = (PixelConv, keras.layers.Conv2D, keras.layers.Flatten, keras.layers.Dense,
