@@ -118,6 +118,19 @@ def test_a_seeds_run_does_not_depend_on_the_other_seeds_of_its_stack(config, tmp
     assert run_differences(tmp_path / "with1" / "seed1", tmp_path / "with2" / "seed2") != []
 
 
+def test_rerunning_a_finished_stack_resumes_each_seed_at_its_end_and_evaluates_again(
+        config, tmp_path):
+    """Every seed resumes from the checkpoint at the end of its budget: nothing trains, the
+    final evaluation is written again, identical."""
+    cfgs = [config(*STATE_SMOKE_OVERRIDES, "progress_interval_s=1000", f"seed={seed}")
+            for seed in (0, 1)]
+    dirs = [tmp_path / f"seed{seed}" for seed in (0, 1)]
+    first = [r.mean for r in train_seed_stack(cfgs, dirs)]
+    (dirs[1] / EVAL_FILE).unlink()
+    assert [r.mean for r in train_seed_stack(cfgs, dirs)] == first
+    assert (dirs[1] / EVAL_FILE).is_file()
+
+
 def test_configs_that_differ_beyond_their_seeds_are_refused_in_one_line(config):
     with pytest.raises(ValueError, match=r"these keys differ: trainer$"):
         check_stackable([config(*STATE, "seed=0"), config(*STATE, "seed=1",

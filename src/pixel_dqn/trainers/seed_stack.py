@@ -156,20 +156,23 @@ class SeedStackLoop:
         seeds = self.seeds
         session_start = time.perf_counter()
         first_steps = sum(seed.state.step for seed in seeds)
-        while len(results) < len(seeds):
-            playing = [i for i, seed in enumerate(seeds)
-                       if i not in results and seed.budget_left()]
+        while True:
+            for i, seed in enumerate(seeds):  # also a seed resumed at the end of its budget
+                if i not in results and not seed.budget_left():
+                    results[i] = seed.finish()
+            playing = [i for i in range(len(seeds)) if i not in results]
+            if not playing:
+                self.progress.show(sum(seed.state.step for seed in seeds),
+                                   {"seeds": "all finished"})
+                break
             epsilons = {i: seeds[i].epsilon() for i in playing}
             self.act_and_play(playing, epsilons)
             self.train_due(playing)
             for i in playing:
                 seeds[i].evaluate_if_due()
             self.checkpoint_or_stop(playing, stop)
-            for i in playing:
-                if not seeds[i].budget_left():
-                    results[i] = seeds[i].finish()
             position = sum(seed.state.step for seed in seeds)
-            if self.progress.due() or len(results) == len(seeds):
+            if self.progress.due():
                 rate = (position - first_steps) / (time.perf_counter() - session_start)
                 self.progress.show(position, {
                     "seeds": f"{len(seeds) - len(results)} training",
