@@ -13,9 +13,11 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.core.plugins import Plugins
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from hydra_plugins.pixel_dqn_seed_stack.launcher import SeedStackLauncher
 from pixel_dqn.cli import (
     ReportedExit,
     check_writable,
@@ -27,6 +29,9 @@ from pixel_dqn.envs.display import VirtualDisplay
 
 quiet_tensorflow_logs()
 register_configs()
+# Hydra finds launchers by scanning the hydra_plugins package, which misses this package's own
+# under an editable install (pip install -e): register it by hand (Hydra's public API for it)
+Plugins.instance().register(SeedStackLauncher)
 
 
 class JobFailed(RuntimeError):
