@@ -16,57 +16,24 @@ rounds differently), so the two are compared as samples. Writes ``benchmarks/<na
 from __future__ import annotations
 
 import argparse
-import shutil
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
 from pixel_dqn import run_directory as run_files
 from pixel_dqn.benchmarking import Provenance, add_provenance_options, publish
-from pixel_dqn.report import iqm, iqm_ci
+from pixel_dqn.sweep_comparison import iqms_agree, run_seed_sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 WAYS = {"joblib": ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"],
         "seed_stack": ["hydra/launcher=seed_stack"]}
 
 
-def run_sweep(name: str, way: str, seeds: list[int], overrides: list[str]) -> dict:
-    """One multirun of ``seeds``; its wall time and each seed's final evaluation."""
-    sweep_dir = ROOT / "outputs" / "benchmarks" / name / way
-    shutil.rmtree(sweep_dir, ignore_errors=True)  # from scratch: a run dir would resume
-    command = [sys.executable, "scripts/train.py", "-m", f"seed={','.join(map(str, seeds))}",
-               *WAYS[way], f"hydra.sweep.dir={sweep_dir}", "progress_interval_s=60", *overrides]
-    print(f"== {way}: {' '.join(command[1:])}", flush=True)
-    start = time.perf_counter()
-    subprocess.run(command, check=True, cwd=ROOT)
-    wall = time.perf_counter() - start
-    per_seed = {}
-    for seed in seeds:
-        (run_dir,) = sweep_dir.glob(f"*-seed{seed}")
-        final = run_files.read_json(run_dir, run_files.EVAL_FILE)
-        timing = run_files.read_json(run_dir, run_files.TIMING_FILE)
-        per_seed[seed] = {"final_eval_mean": final["mean"], "final_eval_min": final["min"],
-                          "online_network_mean": final.get("online_network", {}).get("mean"),
-                          "env_steps": timing["env_steps"],
-                          "train_wall_time_s": timing["seconds"],
-                          "time_per_env_step_us": {k: v["us_per_env_step"]
-                                                   for k, v in timing["phases"].items()}}
-    finals = np.array([per_seed[s]["final_eval_mean"] for s in seeds])
-    low, high = iqm_ci(finals)
-    return {"command": " ".join(["python", *command[1:]]), "wall_time_s": wall,
-            "iqm": float(iqm(finals)), "iqm_ci": [low, high],
-            "solved": int((finals >= run_files.SOLVED).sum()), "seeds": per_seed}
-
-
 def to_markdown(provenance: Provenance, seeds: list[int], sweeps: dict[str, dict],
                 target: float) -> str:
     joblib, stack = sweeps["joblib"], sweeps["seed_stack"]
     speedup = joblib["wall_time_s"] / stack["wall_time_s"]
-    overlap = (joblib["iqm_ci"][0] <= stack["iqm"] <= joblib["iqm_ci"][1]
-               and stack["iqm_ci"][0] <= joblib["iqm"] <= stack["iqm_ci"][1])
+    overlap = iqms_agree(joblib, stack)
     same = all(joblib["seeds"][s]["final_eval_mean"] == stack["seeds"][s]["final_eval_mean"]
                for s in seeds)
     lines = [
@@ -123,7 +90,9 @@ def main() -> None:
     args = parser.parse_args()
     provenance = Provenance.of_this_run(ROOT, "scripts/benchmark_seed_stack.py",
                                         args.allow_dirty)
-    sweeps = {way: run_sweep(args.name, way, args.seeds, args.overrides) for way in WAYS}
+    sweeps = {way: run_seed_sweep(ROOT, ROOT / "outputs" / "benchmarks" / args.name / way,
+                                  args.seeds, [*launcher, *args.overrides])
+              for way, launcher in WAYS.items()}
     publish(args.out, args.name, to_markdown(provenance, args.seeds, sweeps, args.target),
             {"seeds": args.seeds, "target": args.target, "sweeps": sweeps}, provenance)
 

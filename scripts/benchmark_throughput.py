@@ -26,6 +26,7 @@ from pathlib import Path
 import yaml
 
 from pixel_dqn.benchmarking import Provenance, add_provenance_options, publish
+from pixel_dqn.op_profile import profile_table
 from pixel_dqn.run_directory import MODEL_FILE, TIMING_FILE, read_json, train_command
 from pixel_dqn.runtime import ONEDNN_VARIABLE
 
@@ -196,35 +197,13 @@ def to_markdown(record: dict, provenance: Provenance) -> str:
     return "\n".join(lines)
 
 
-def profile_lines(profiles: list[dict], top: int = 12) -> list[str]:
-    """The op-kind profiles as a table: kernel ms per training phase, per seed."""
-    if not profiles:
-        return []
+def profile_lines(profiles: list[dict]) -> list[str]:
+    """The op-kind profiles of one agent and of a seed stack as a table."""
     heads = []
     for p in profiles:
         who = f"a seed stack of {p['seeds']}, per seed" if p["stacked"] else "one agent"
         heads.append(f"{who} (wall {p['wall_ms_per_phase'] / p['seeds']:.1f} ms)")
-    kinds = [o["op"] for o in profiles[0]["ops"][:top]]
-    per_kind = [{o["op"]: o for o in p["ops"]} for p in profiles]
-    first = profiles[0]
-    lines = ["", f"Where a training phase ({first['gradient_steps_per_phase']} gradient steps of "
-             f"{first['batch_size']}) goes, by op kind: kernel milliseconds per phase and seed "
-             f"from TensorFlow's profiler, on random batches of the run's shapes "
-             f"(`python -m pixel_dqn.op_profile RUN_DIR [--seeds N]`; kernels on two inter-op "
-             f"threads overlap, so they can add up to more than the wall time):", "",
-             "| op kind | " + " | ".join(heads) + " | ops per phase (one agent) |",
-             "|---|" + "---:|" * (len(profiles) + 1)]
-    for kind in kinds:
-        cells = [f"{ops[kind]['ms_per_phase'] / p['seeds']:.2f}" if kind in ops else "-"
-                 for ops, p in zip(per_kind, profiles, strict=True)]
-        lines.append(f"| {kind} | " + " | ".join(cells)
-                     + f" | {per_kind[0][kind]['ops_per_phase']:.0f} |")
-    rest = [sum(o["ms_per_phase"] for o in p["ops"] if o["op"] not in kinds) / p["seeds"]
-            for p in profiles]
-    total = [p["kernel_ms_per_phase"] / p["seeds"] for p in profiles]
-    lines += ["| all other kinds | " + " | ".join(f"{r:.2f}" for r in rest) + " | |",
-              "| **all kernels** | " + " | ".join(f"**{t:.2f}**" for t in total) + " | |"]
-    return lines
+    return profile_table(profiles, heads)
 
 
 if __name__ == "__main__":

@@ -80,6 +80,7 @@ def test_unknown_key_is_rejected(compose_config):
         ("threads.intra_op=-1", "threads.intra_op"),
         ("env.vector_mode=threads", "env.vector_mode"),
         ("trainer.optimizer=adagrad", "trainer.optimizer"),
+        ("model.precision=float16", "model.precision"),
         ("trainer.n_step=0", "trainer.n_step"),
         ("trainer.eval_weight_average=1.0", "trainer.eval_weight_average"),
         ("checkpoint.keep=0", "checkpoint.keep"),

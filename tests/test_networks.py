@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from pixel_dqn.config import CNNConfig, MLPConfig
-from pixel_dqn.networks import PixelConv, build_cnn, build_mlp, pixel_state
+from pixel_dqn.networks import PixelConv, build_cnn, build_mlp, build_network, pixel_state
 
 
 def cnn(**settings) -> CNNConfig:
@@ -79,3 +79,29 @@ def test_layer_norm_normalises_each_dense_layers_pre_activation(build, tmp_path)
     model.save(tmp_path / "model.keras")
     loaded = keras.models.load_model(tmp_path / "model.keras")
     np.testing.assert_allclose(np.asarray(loaded(obs)), np.asarray(model(obs)), rtol=1e-5)
+
+
+@pytest.mark.parametrize("model", ["mlp", "cnn"])
+def test_a_mixed_bfloat16_network_computes_in_bfloat16_and_answers_in_float32(model, tmp_path):
+    if model == "mlp":
+        settings, shape = MLPConfig(hidden_sizes=[64, 64]), (4,)
+        obs = np.random.default_rng(0).normal(size=(32, 4)).astype(np.float32)
+    else:
+        settings, shape = cnn(), (2, 40, 90)
+        obs = np.random.default_rng(0).integers(0, 256, (32, *shape), dtype=np.uint8)
+    single = build_network(settings, shape, 2)
+    mixed = build_network(type(settings)(**{**vars(settings), "precision": "mixed_bfloat16"}),
+                          shape, 2)
+    assert keras.config.dtype_policy().name == "float32"  # the build left the policy as it was
+    hidden = [layer for layer in mixed.layers if layer.weights]
+    assert all(layer.compute_dtype == "bfloat16" for layer in hidden)
+    assert all(w.dtype == "float32" for w in mixed.weights)  # the weights Adam updates
+    mixed.set_weights(single.get_weights())
+    exact, rounded = np.asarray(single(obs)), np.asarray(mixed(obs))
+    assert rounded.dtype == np.float32
+    # bfloat16 keeps 8 bits of mantissa: the same function, to about 1% of the Q-values' scale
+    scale = np.abs(exact).max()
+    assert 0 < np.abs(rounded - exact).max() < 0.05 * scale
+    mixed.save(tmp_path / "model.keras")
+    loaded = keras.models.load_model(tmp_path / "model.keras")
+    np.testing.assert_array_equal(np.asarray(loaded(obs)), rounded)

@@ -140,6 +140,8 @@ def test_configs_that_differ_beyond_their_seeds_are_refused_in_one_line(config):
     with pytest.raises(ValueError, match="trainer=dqn configs only"):
         check_stackable([config("trainer=reinforce", "env=cartpole_state",
                                 "model=policy_mlp")])
+    with pytest.raises(ValueError, match=r"float32 only, not model\.precision=mixed_bfloat16"):
+        check_stackable([config(*STATE, "model.precision=mixed_bfloat16")])
     cfg = config(*STATE, "trainer.optimizer=rmsprop")
     with pytest.raises(ValueError, match="adam only"):
         SeedStackAgent(_networks(cfg.model, (4,), 1), cfg.trainer, 10)

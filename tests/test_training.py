@@ -173,6 +173,17 @@ def test_truncated_steps_are_stored_as_bootstrapping(config, tmp_path, monkeypat
     assert {tuple(obs) for obs in batch.obs} & set(starts)  # episodes do begin at resets
 
 
+def test_a_mixed_bfloat16_run_trains_and_saves_a_bfloat16_network(config, tmp_path):
+    cfg = config(*PIXEL_SMOKE_OVERRIDES, "model.precision=mixed_bfloat16", "env.num_envs=2")
+    result = train(cfg, tmp_path)
+    assert len(result.returns) == 3
+    losses = [float(r["loss"]) for r in _rows(tmp_path) if r["loss"]]
+    assert losses and np.isfinite(losses).all()
+    network = load_q_network(tmp_path / "model.keras")
+    assert network.get_layer("conv_0").compute_dtype == "bfloat16"
+    assert network.output.dtype == "float32"
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("renderer", ["fast", "pygame"])
 def test_pixel_smoke_run_trains_a_cnn_headless_and_evaluates(config, tmp_path, renderer,

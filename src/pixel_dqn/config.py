@@ -37,6 +37,8 @@ RENDERERS = ("fast", "pygame")
 """``env.renderer`` choices (pixel_dqn.envs.screen)."""
 OBS_MODES = ("diff", "diff_current", "stack")
 """``env.obs_mode`` choices (pixel_dqn.envs.pixels)."""
+PRECISIONS = ("float32", "mixed_bfloat16")
+"""``model.precision`` choices: Keras dtype policies of the network's layers."""
 GROUPS = ("env", "model", "trainer")
 """The config groups whose option chooses a schema."""
 
@@ -145,6 +147,9 @@ class NetworkConfig:
     layer_norm: bool = True
     """LayerNorm on each dense layer's pre-activation (PQN, Gallici et al. 2024): it keeps
     the DQN runs' greedy policies from drifting once solved (benchmarks/learner_study)."""
+    precision: str = field(default="float32", metadata=one_of(PRECISIONS))
+    """The layers' arithmetic: ``mixed_bfloat16`` computes in bfloat16 on float32 weights and
+    answers in float32 (its speed and learning against float32: benchmarks/precision.md)."""
 
 
 @dataclass

@@ -64,13 +64,13 @@ def dqn_work(macs: int, trainer: DQNConfig) -> DQNWork:
                    steps_per_env_step * trainer.batch_size * per_sample)
 
 
-def matmul_gflops(size: int = 2048, repeats: int = 10) -> float:
-    """The machine's fp32 matrix-product rate: the best of ``repeats`` ``size`` x ``size``
-    products in TensorFlow, on its thread pools as configured (GFLOP/s)."""
+def matmul_gflops(size: int = 2048, repeats: int = 10, dtype: str = "float32") -> float:
+    """The machine's matrix-product rate in ``dtype``: the best of ``repeats`` ``size`` x
+    ``size`` products in TensorFlow, on its thread pools as configured (GFLOP/s)."""
     import tensorflow as tf
 
-    a = tf.random.stateless_uniform((size, size), seed=(1, 2))
-    b = tf.random.stateless_uniform((size, size), seed=(3, 4))
+    a = tf.cast(tf.random.stateless_uniform((size, size), seed=(1, 2)), dtype)
+    b = tf.cast(tf.random.stateless_uniform((size, size), seed=(3, 4)), dtype)
     product = tf.function(lambda x, y: tf.linalg.matmul(x, y))
     product(a, b).numpy()  # trace and warm up
     best = math.inf
@@ -82,16 +82,18 @@ def matmul_gflops(size: int = 2048, repeats: int = 10) -> float:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m pixel_dqn.flops --threads N``: print ``matmul_gflops`` on N threads."""
+    """``python -m pixel_dqn.flops --threads N [--dtype bfloat16]``: print ``matmul_gflops``
+    on N threads."""
     import argparse
 
     from pixel_dqn.runtime import configure_threads
 
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("--threads", type=int, default=0, help="0: one per core")
+    parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
     args = parser.parse_args(argv)
     configure_threads(args.threads, args.threads)
-    print(f"{matmul_gflops():.3f}")
+    print(f"{matmul_gflops(dtype=args.dtype):.3f}")
 
 
 if __name__ == "__main__":

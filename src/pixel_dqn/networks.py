@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import keras
@@ -17,7 +18,26 @@ def build_network(model: MLPConfig | CNNConfig, obs_shape: Sequence[int], num_ac
     """The network a model config describes, for an env's observation shape and actions: one
     Q-value per action, or P(left) with ``head="policy"``."""
     builder = build_cnn if isinstance(model, CNNConfig) else build_mlp
-    return builder(model, obs_shape, num_actions, head)
+    with dtype_policy(model.precision):
+        network = builder(model, obs_shape, num_actions, head)
+    if model.precision == "float32":
+        return network
+    # the losses, targets and argmax stay in float32: only the layers compute in bfloat16
+    outputs = keras.layers.Activation("linear", dtype="float32", name="float32_outputs")(
+        network.outputs[0])
+    return keras.Model(network.inputs, outputs, name=network.name)
+
+
+@contextmanager
+def dtype_policy(name: str) -> Iterator[None]:
+    """Keras's global dtype policy set to ``name`` while layers are built (each layer keeps
+    the policy it was built with), and restored after."""
+    before = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(name)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(before)
 
 
 def build_mlp(model: MLPConfig, obs_shape: Sequence[int], num_actions: int,
@@ -140,14 +160,14 @@ class PixelConv(keras.layers.Layer):
             frames = ops.take(frames, self.used_frames, axis=1)
         # scaled before the transpose: else TensorFlow's graph optimiser moves the cast after
         # it, and its byte transpose is far slower than its float one on a CPU
-        x = ops.cast(frames, "float32") * (1.0 / 255.0)
+        x = ops.cast(frames, self.compute_dtype) * (1.0 / 255.0)
         if self.channels == 1:
             x = ops.expand_dims(x, -1)  # (batch, frames, H, W, channels)
         x = ops.transpose(x, (0, 2, 3, 1, 4))
         x = ops.reshape(x, (-1, *x.shape[1:3], x.shape[3] * x.shape[4]))
         kernel = ops.reshape(self.kernel, (size, size, slots, self.channels, self.filters))
         kernel = ops.einsum("sf,hwsco->hwfco", self.frame_weights[:, self.used_frames], kernel)
-        kernel = ops.reshape(kernel, (size, size, -1, self.filters))
+        kernel = ops.cast(ops.reshape(kernel, (size, size, -1, self.filters)), self.compute_dtype)
         outputs = ops.conv(x, kernel, strides=self.strides, padding="valid")
         return ops.relu(ops.add(outputs, ops.reshape(self.bias, (1, 1, 1, self.filters))))
 

@@ -119,6 +119,35 @@ def _op_kinds(trace_dir: str) -> tuple[Counter, Counter]:
     return milliseconds, counts
 
 
+def profile_table(profiles: list[dict], heads: list[str], top: int = 12) -> list[str]:
+    """Markdown lines of ``profile_run_config`` results side by side, one column per profile
+    headed by ``heads``: kernel ms per training phase and seed for the ``top`` op kinds of the
+    first profile, the rest, and all kernels."""
+    if not profiles:
+        return []
+    kinds = [o["op"] for o in profiles[0]["ops"][:top]]
+    per_kind = [{o["op"]: o for o in p["ops"]} for p in profiles]
+    first = profiles[0]
+    lines = ["", f"Where a training phase ({first['gradient_steps_per_phase']} gradient steps of "
+             f"{first['batch_size']}) goes, by op kind: kernel milliseconds per phase and seed "
+             f"from TensorFlow's profiler, on random batches of the run's shapes "
+             f"(`python -m pixel_dqn.op_profile RUN_DIR [--seeds N]`; kernels on two inter-op "
+             f"threads overlap, so they can add up to more than the wall time):", "",
+             "| op kind | " + " | ".join(heads) + " | ops per phase (first column) |",
+             "|---|" + "---:|" * (len(profiles) + 1)]
+    for kind in kinds:
+        cells = [f"{ops[kind]['ms_per_phase'] / p['seeds']:.2f}" if kind in ops else "-"
+                 for ops, p in zip(per_kind, profiles, strict=True)]
+        lines.append(f"| {kind} | " + " | ".join(cells)
+                     + f" | {per_kind[0][kind]['ops_per_phase']:.0f} |")
+    rest = [sum(o["ms_per_phase"] for o in p["ops"] if o["op"] not in kinds) / p["seeds"]
+            for p in profiles]
+    total = [p["kernel_ms_per_phase"] / p["seeds"] for p in profiles]
+    lines += ["| all other kinds | " + " | ".join(f"{r:.2f}" for r in rest) + " | |",
+              "| **all kernels** | " + " | ".join(f"**{t:.2f}**" for t in total) + " | |"]
+    return lines
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", type=Path, help="a run directory (its config.yaml is used)")

@@ -17,6 +17,10 @@ def check_stackable(cfgs: list[Config]) -> None:
         if not isinstance(cfg.trainer, DQNConfig):
             raise UserError(f"a seed stack trains trainer=dqn configs only, not "
                         f"{type(cfg.trainer).__name__}")
+        if cfg.model.precision != "float32":
+            raise UserError(f"a seed stack computes in float32 only, not model.precision="
+                            f"{cfg.model.precision}: run these seeds with "
+                            f"hydra/launcher=joblib")
         if asdict(replace(cfg, seed=0)) != first:
             changed = sorted(k for k, v in asdict(replace(cfg, seed=0)).items() if first[k] != v)
             raise UserError(f"the seeds of a stack must share their config but for `seed`; "

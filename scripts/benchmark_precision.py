@@ -1,0 +1,128 @@
+"""float32 against mixed bfloat16 networks, in one invocation: the speed and the learning.
+
+    python scripts/benchmark_precision.py                  # 10 pixel seeds, the defaults
+    python scripts/benchmark_precision.py --name precision_state -- env=cartpole_state model=mlp
+
+Runs the seed sweep ``python scripts/train.py -m seed=...`` with ``hydra/launcher=joblib`` (two
+jobs side by side, one TensorFlow thread each) twice on the same machine, with
+``model.precision=float32`` and with ``model.precision=mixed_bfloat16`` (layers compute in
+bfloat16 on float32 weights; pixel_dqn.networks). Reports each sweep's wall time and their
+ratio, per seed the final greedy evaluations with the two sweeps' IQMs and 95% bootstrap CIs
+(bfloat16 rounds differently, so the two are compared as samples), the op-kind profile of each
+precision's update (pixel_dqn.op_profile on a run of each sweep) and this machine's 2048x2048
+matmul rate in float32 and bfloat16 on one thread. Writes ``benchmarks/<name>.md`` and
+``.json``; the sweeps go to ``outputs/benchmarks/<name>/<precision>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from pixel_dqn.benchmarking import Provenance, add_provenance_options, publish
+from pixel_dqn.config import PRECISIONS
+from pixel_dqn.op_profile import profile_table
+from pixel_dqn.run_directory import SOLVED
+from pixel_dqn.sweep_comparison import iqms_agree, run_seed_sweep
+
+ROOT = Path(__file__).resolve().parents[1]
+JOBLIB = ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]
+MATMUL_DTYPES = {"float32": "float32", "mixed_bfloat16": "bfloat16"}
+
+
+def _python(*args: str) -> str:
+    return subprocess.run([sys.executable, *args], check=True, cwd=ROOT, capture_output=True,
+                          text=True).stdout
+
+
+def measure(name: str, seeds: list[int], overrides: list[str]) -> dict:
+    """Each precision's sweep, the op profile of its first seed's update, and the matmul rate
+    of its arithmetic on one thread."""
+    record = {}
+    for precision in PRECISIONS:
+        sweep = run_seed_sweep(ROOT, ROOT / "outputs" / "benchmarks" / name / precision, seeds,
+                               [*JOBLIB, f"model.precision={precision}", *overrides])
+        first_run = sweep["seeds"][seeds[0]]["run_dir"]
+        record[precision] = {
+            "sweep": sweep,
+            "op_profile": json.loads(_python("-m", "pixel_dqn.op_profile", first_run)),
+            "matmul_gflops_1_thread": float(_python(
+                "-m", "pixel_dqn.flops", "--threads", "1", "--dtype", MATMUL_DTYPES[precision])),
+        }
+    return record
+
+
+def to_markdown(provenance: Provenance, seeds: list[int], record: dict) -> str:
+    single, mixed = record["float32"], record["mixed_bfloat16"]
+    a, b = single["sweep"], mixed["sweep"]
+    profiles = [single["op_profile"], mixed["op_profile"]]
+    lines = [
+        "# Network precision: float32 vs mixed bfloat16",
+        "",
+        *provenance.markdown(),
+        f"- seeds: {' '.join(map(str, seeds))}, the same config but for `model.precision`; "
+        f"each sweep under joblib, two jobs of one TensorFlow thread",
+        f"- **mixed_bfloat16 {a['wall_time_s'] / b['wall_time_s']:.2f}x the speed of float32** "
+        f"(sweep wall time {a['wall_time_s']:.0f} s vs {b['wall_time_s']:.0f} s)",
+        f"- IQM of the final evaluations [95% CI]: float32 {a['iqm']:.1f} "
+        f"[{a['iqm_ci'][0]:.1f}, {a['iqm_ci'][1]:.1f}], mixed_bfloat16 {b['iqm']:.1f} "
+        f"[{b['iqm_ci'][0]:.1f}, {b['iqm_ci'][1]:.1f}]; each within the other's CI: "
+        f"{'yes' if iqms_agree(a, b) else 'no'}",
+        f"- seeds with final eval >= {SOLVED:.0f}: float32 {a['solved']} of {len(seeds)}, "
+        f"mixed_bfloat16 {b['solved']} of {len(seeds)}",
+        f"- one training phase of the update (op profile, one thread as in the sweeps): "
+        f"{profiles[0]['wall_ms_per_phase']:.1f} ms float32, "
+        f"{profiles[1]['wall_ms_per_phase']:.1f} ms mixed_bfloat16",
+        f"- this machine's 2048x2048 matmul on one thread: "
+        f"{single['matmul_gflops_1_thread']:.0f} GFLOP/s float32, "
+        f"{mixed['matmul_gflops_1_thread']:.0f} GFLOP/s bfloat16",
+        "",
+        "| precision | command | wall time (s) |",
+        "|---|---|---:|",
+        *[f"| {p} | `{r['sweep']['command']}` | {r['sweep']['wall_time_s']:.0f} |"
+          for p, r in record.items()],
+        "",
+        "| seed | float32 final eval | mixed_bfloat16 final eval | float32 train_step us per "
+        "env step | mixed_bfloat16 train_step us per env step |",
+        "|---:|---:|---:|---:|---:|",
+    ]
+    for s in seeds:
+        x, y = a["seeds"][s], b["seeds"][s]
+        lines.append(f"| {s} | {x['final_eval_mean']:.1f} | {y['final_eval_mean']:.1f} | "
+                     f"{x['time_per_env_step_us']['train_step']:.0f} | "
+                     f"{y['time_per_env_step_us']['train_step']:.0f} |")
+    phases = sorted({p for r in record.values() for s in r["sweep"]["seeds"].values()
+                     for p in s["time_per_env_step_us"]})
+    lines += ["", "Where a seed's training time goes, mean over the seeds (us per env step):", "",
+              "| precision | " + " | ".join(phases) + " |", "|---|" + "---:|" * len(phases)]
+    for precision, r in record.items():
+        cells = [np.mean([s["time_per_env_step_us"].get(p, 0.0)
+                          for s in r["sweep"]["seeds"].values()]) for p in phases]
+        lines.append(f"| {precision} | " + " | ".join(f"{c:.0f}" for c in cells) + " |")
+    heads = [f"{p} (wall {prof['wall_ms_per_phase']:.1f} ms)"
+             for p, prof in zip(record, profiles, strict=True)]
+    lines += profile_table(profiles, heads)
+    return "\n".join([*lines, ""])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--name", default="precision", help="file stem under benchmarks/")
+    parser.add_argument("--seeds", type=int, nargs="+", default=list(range(10)))
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks")
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides for both sweeps")
+    add_provenance_options(parser)
+    args = parser.parse_args()
+    provenance = Provenance.of_this_run(ROOT, "scripts/benchmark_precision.py", args.allow_dirty)
+    record = measure(args.name, args.seeds, args.overrides)
+    publish(args.out, args.name, to_markdown(provenance, args.seeds, record),
+            {"seeds": args.seeds, "precisions": record}, provenance)
+
+
+if __name__ == "__main__":
+    main()
