@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import keras
 import numpy as np
 import pytest
@@ -81,8 +83,11 @@ def test_layer_norm_normalises_each_dense_layers_pre_activation(build, tmp_path)
     np.testing.assert_allclose(np.asarray(loaded(obs)), np.asarray(model(obs)), rtol=1e-5)
 
 
-@pytest.mark.parametrize("model", ["mlp", "cnn"])
-def test_a_mixed_bfloat16_network_computes_in_bfloat16_and_answers_in_float32(model, tmp_path):
+@pytest.mark.parametrize(("model", "precision"), [("mlp", "mixed_bfloat16"),
+                                                 ("cnn", "mixed_bfloat16"),
+                                                 ("cnn", "mixed_bfloat16_convs")])
+def test_a_mixed_bfloat16_network_computes_in_bfloat16_and_answers_in_float32(model, precision,
+                                                                              tmp_path):
     if model == "mlp":
         settings, shape = MLPConfig(hidden_sizes=[64, 64]), (4,)
         obs = np.random.default_rng(0).normal(size=(32, 4)).astype(np.float32)
@@ -90,11 +95,12 @@ def test_a_mixed_bfloat16_network_computes_in_bfloat16_and_answers_in_float32(mo
         settings, shape = cnn(), (2, 40, 90)
         obs = np.random.default_rng(0).integers(0, 256, (32, *shape), dtype=np.uint8)
     single = build_network(settings, shape, 2)
-    mixed = build_network(type(settings)(**{**vars(settings), "precision": "mixed_bfloat16"}),
-                          shape, 2)
+    mixed = build_network(replace(settings, precision=precision), shape, 2)
     assert keras.config.dtype_policy().name == "float32"  # the build left the policy as it was
-    hidden = [layer for layer in mixed.layers if layer.weights]
-    assert all(layer.compute_dtype == "bfloat16" for layer in hidden)
+    for layer in (layer for layer in mixed.layers if layer.weights):
+        convolution = layer.name.startswith("conv_")
+        in_bfloat16 = precision == "mixed_bfloat16" or convolution
+        assert layer.compute_dtype == ("bfloat16" if in_bfloat16 else "float32"), layer.name
     assert all(w.dtype == "float32" for w in mixed.weights)  # the weights Adam updates
     mixed.set_weights(single.get_weights())
     exact, rounded = np.asarray(single(obs)), np.asarray(mixed(obs))
@@ -105,3 +111,8 @@ def test_a_mixed_bfloat16_network_computes_in_bfloat16_and_answers_in_float32(mo
     mixed.save(tmp_path / "model.keras")
     loaded = keras.models.load_model(tmp_path / "model.keras")
     np.testing.assert_array_equal(np.asarray(loaded(obs)), rounded)
+
+
+def test_bfloat16_convolutions_leave_an_mlp_in_float32():
+    network = build_network(MLPConfig(precision="mixed_bfloat16_convs"), (4,), 2)
+    assert {layer.compute_dtype for layer in network.layers} == {"float32"}

@@ -37,8 +37,8 @@ RENDERERS = ("fast", "pygame")
 """``env.renderer`` choices (pixel_dqn.envs.screen)."""
 OBS_MODES = ("diff", "diff_current", "stack")
 """``env.obs_mode`` choices (pixel_dqn.envs.pixels)."""
-PRECISIONS = ("float32", "mixed_bfloat16")
-"""``model.precision`` choices: Keras dtype policies of the network's layers."""
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_bfloat16_convs")
+"""``model.precision`` choices (pixel_dqn.networks.PRECISION_POLICIES)."""
 GROUPS = ("env", "model", "trainer")
 """The config groups whose option chooses a schema."""
 
@@ -150,7 +150,8 @@ class NetworkConfig:
     precision: str = field(default="float32", metadata=one_of(PRECISIONS))
     """The layers' arithmetic: ``mixed_bfloat16`` computes in bfloat16 on float32 weights and
     answers in float32: on an AVX512-BF16 CPU a pixel sweep ran 1.26x faster but solved 7 of
-    10 seeds against float32's 10 (benchmarks/precision.md), so float32 is the default."""
+    10 seeds against float32's 10 (benchmarks/precision.md), so float32 is the default.
+    ``mixed_bfloat16_convs``: the convolutions only (an MLP has none: it stays float32)."""
 
 
 @dataclass

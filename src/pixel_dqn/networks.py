@@ -18,14 +18,21 @@ def build_network(model: MLPConfig | CNNConfig, obs_shape: Sequence[int], num_ac
     """The network a model config describes, for an env's observation shape and actions: one
     Q-value per action, or P(left) with ``head="policy"``."""
     builder = build_cnn if isinstance(model, CNNConfig) else build_mlp
-    with dtype_policy(model.precision):
+    with dtype_policy(PRECISION_POLICIES[model.precision][1]):
         network = builder(model, obs_shape, num_actions, head)
-    if model.precision == "float32":
+    if network.outputs[0].dtype == "float32":
         return network
     # the losses, targets and argmax stay in float32: only the layers compute in bfloat16
     outputs = keras.layers.Activation("linear", dtype="float32", name="float32_outputs")(
         network.outputs[0])
     return keras.Model(network.inputs, outputs, name=network.name)
+
+
+PRECISION_POLICIES = {"float32": ("float32", "float32"),
+                      "mixed_bfloat16": ("mixed_bfloat16", "mixed_bfloat16"),
+                      "mixed_bfloat16_convs": ("mixed_bfloat16", "float32")}
+"""Per ``model.precision``: the Keras dtype policies of the convolutions and of the other
+layers (the dense layers, their LayerNorm and the head)."""
 
 
 @contextmanager
@@ -184,14 +191,15 @@ def build_cnn(model: CNNConfig, obs_shape: Sequence[int], num_actions: int,
     inputs = keras.Input(shape=tuple(obs_shape), dtype="uint8", name="frames")
     x = inputs
     layers = zip(model.filters, model.kernel_sizes, model.strides, strict=True)
-    for i, (units, kernel, stride) in enumerate(layers):
-        if i == 0:
-            x = PixelConv(model.obs_mode, 1 if model.gray else 3, int(units), int(kernel),
-                          int(stride), name="conv_0")(x)
-        else:
-            x = keras.layers.Conv2D(int(units), int(kernel), strides=int(stride),
-                                    activation="relu", name=f"conv_{i}")(x)
-    x = keras.layers.Flatten()(x)
+    with dtype_policy(PRECISION_POLICIES[model.precision][0]):
+        for i, (units, kernel, stride) in enumerate(layers):
+            if i == 0:
+                x = PixelConv(model.obs_mode, 1 if model.gray else 3, int(units), int(kernel),
+                              int(stride), name="conv_0")(x)
+            else:
+                x = keras.layers.Conv2D(int(units), int(kernel), strides=int(stride),
+                                        activation="relu", name=f"conv_{i}")(x)
+        x = keras.layers.Flatten()(x)
     for i, units in enumerate(model.dense_sizes):
         x = dense_layer(x, int(units), "relu", model.layer_norm, f"dense_{i}")
     return keras.Model(inputs, output_head(x, num_actions, head, model.dueling),
