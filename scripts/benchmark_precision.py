@@ -20,13 +20,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 
-from pixel_dqn.benchmarking import Provenance, add_provenance_options, publish
+from pixel_dqn.benchmarking import Provenance, add_provenance_options, publish, python_output
 from pixel_dqn.config import PRECISIONS
 from pixel_dqn.op_profile import profile_table
 from pixel_dqn.run_directory import SOLVED
@@ -39,10 +37,6 @@ MATMUL_DTYPES = {"float32": "float32", "mixed_bfloat16": "bfloat16",
                  "mixed_bfloat16_convs": "bfloat16"}
 
 
-def _python(*args: str) -> str:
-    return subprocess.run([sys.executable, *args], check=True, cwd=ROOT, capture_output=True,
-                          text=True).stdout
-
 
 def measure(name: str, precisions: list[str], seeds: list[int], overrides: list[str]) -> dict:
     """Each precision's sweep, the op profile of its first seed's update, and the matmul rate
@@ -54,8 +48,8 @@ def measure(name: str, precisions: list[str], seeds: list[int], overrides: list[
         first_run = sweep["seeds"][seeds[0]]["run_dir"]
         record[precision] = {
             "sweep": sweep,
-            "op_profile": json.loads(_python("-m", "pixel_dqn.op_profile", first_run)),
-            "matmul_gflops_1_thread": float(_python(
+            "op_profile": json.loads(python_output(ROOT, "-m", "pixel_dqn.op_profile", first_run)),
+            "matmul_gflops_1_thread": float(python_output(ROOT,
                 "-m", "pixel_dqn.flops", "--threads", "1", "--dtype", MATMUL_DTYPES[precision])),
         }
     return record

@@ -20,12 +20,11 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import yaml
 
-from pixel_dqn.benchmarking import Provenance, add_provenance_options, publish
+from pixel_dqn.benchmarking import Provenance, add_provenance_options, publish, python_output
 from pixel_dqn.op_profile import profile_table
 from pixel_dqn.run_directory import MODEL_FILE, TIMING_FILE, read_json, train_command
 from pixel_dqn.runtime import ONEDNN_VARIABLE
@@ -109,7 +108,8 @@ def compute_limit(run_dir: Path, timing: dict) -> dict:
     work = dqn_work(forward_macs(load_q_network(run_dir / MODEL_FILE)), cfg.trainer)
     train_us = timing["phases"]["train_step"]["us_per_env_step"]
     achieved = work.per_env_step * timing["steps_per_s"] / 1e9
-    matmul = {threads: float(_python("-m", "pixel_dqn.flops", "--threads", str(threads)))
+    matmul = {threads: float(python_output(ROOT, "-m", "pixel_dqn.flops", "--threads",
+                                           str(threads)))
               for threads in (1, os.cpu_count() or 1)}
     return {"forward_macs": work.forward_macs, "flops_per_env_step": work.per_env_step,
             "learning_flops_per_env_step": work.learning_flops,
@@ -122,13 +122,9 @@ def compute_limit(run_dir: Path, timing: dict) -> dict:
 def op_profiles(run_dir: Path, stack_seeds: int) -> list[dict]:
     """Where a training phase's time goes per op kind: the run's agent, and a seed stack of
     ``stack_seeds`` seeds of its config (pixel_dqn.op_profile, each in a process of its own)."""
-    return [json.loads(_python("-m", "pixel_dqn.op_profile", str(run_dir), *extra))
+    return [json.loads(python_output(ROOT, "-m", "pixel_dqn.op_profile", str(run_dir), *extra))
             for extra in ([], ["--seeds", str(stack_seeds)])]
 
-
-def _python(*args: str) -> str:
-    return subprocess.run([sys.executable, *args], check=True, cwd=ROOT, capture_output=True,
-                          text=True).stdout
 
 
 def timed_run(run_dir: Path, steps: int, overrides: list[str], environment: dict) -> dict:

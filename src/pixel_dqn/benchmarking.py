@@ -130,5 +130,12 @@ def publish(out_dir: Path, name: str, markdown: str, record: dict,
     print(markdown)
 
 
+def python_output(root: Path, *args: str) -> str:
+    """The standard output of ``python *args`` run in ``root`` by this interpreter (a measurement
+    in a process of its own: thread pools and dtype policies start fresh)."""
+    return subprocess.run([sys.executable, *args], check=True, cwd=root, capture_output=True,
+                          text=True).stdout
+
+
 def today() -> str:
     return dt.date.today().isoformat()
